@@ -1,0 +1,154 @@
+"""From ranked chunks to an answer: the sentences that answer, quoted verbatim, or a refusal.
+
+Each sentence of the best chunks is scored by its own similarity to the query,
+its chunk's similarity (context), and its BM25 score among all sentences. The best
+sentence is quoted first; a sentence that opens with a pronoun ("It also
+publishes…") is widened to the sentence before it, since alone it does not say
+who. Up to two more quotes follow when they score close to the first.
+
+Abstention is calibrated on the dev set's score distributions (see README): the
+bot declines when even the best sentence is not similar enough to the query, or
+when the query's most specific terms occur nowhere in the corpus and the
+similarity is not high enough to make up for it.
+
+Quote text is sliced from the document by offsets, never rebuilt, so
+`document.text[q.start:q.end] == q.text` holds by construction.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .chunking import SECTION_SEPARATOR
+from .index import IndexData
+
+MAX_QUOTES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    text: str
+    source: str
+    title: str
+    section: str
+    start: int
+    end: int
+    score: float
+
+    @property
+    def citation(self) -> str:
+        return self.title + (SECTION_SEPARATOR + self.section if self.section else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    text: str  # Markdown, safe to render: corpus and user text are escaped
+    quotes: list[Quote] = field(default_factory=list)
+    abstained: bool = False
+    query: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Scoring:
+    """Weights of the sentence score and the abstention thresholds (calibrated on dev, see README)."""
+
+    chunk_weight: float = 0.5  # how much a sentence inherits from its chunk's similarity
+    lexical_weight: float = 0.25  # BM25 of the sentence, scaled to [0, 1] by the best candidate
+    candidate_chunks: int = 8
+    min_similarity: float = 0.30  # below this best-sentence cosine the corpus is not about the question
+    confident_similarity: float = 0.55  # above this, missing query terms do not matter
+    follow_ratio: float = 0.85  # a further quote must score at least this share of the first
+
+
+_ANAPHORA = re.compile(r"(?:It|Its|They|Their|This|These|Those|Such|He|She|His|Her|The latter|The former)\b")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    row: int  # sentence number in the index
+    chunk: int
+    score: float
+    similarity: float  # cosine of sentence and query
+
+
+def score_sentences(
+    data: IndexData, qvec: np.ndarray, lexical: np.ndarray, chunks: list[tuple[int, float]], scoring: Scoring
+) -> list[Candidate]:
+    """Candidates from the given chunks, best first. lexical: BM25 score of every sentence."""
+    if not chunks:
+        return []
+    chunk_ids = np.array([c for c, _ in chunks[: scoring.candidate_chunks]])
+    rows = np.concatenate([np.arange(data.sentence_rows[c], data.sentence_rows[c + 1]) for c in chunk_ids])
+    owners = data.sentence_chunk[rows]
+    sentence_sim = data.sentence_vectors[rows] @ qvec
+    chunk_sim = data.vectors.reconstruct_batch(chunk_ids) @ qvec
+    chunk_sim_of = dict(zip(chunk_ids.tolist(), chunk_sim.tolist()))
+    lex = lexical[rows]
+    top = float(lex.max())
+    lex = lex / top if top > 0 else lex
+    scores = sentence_sim + scoring.chunk_weight * np.array([chunk_sim_of[o] for o in owners.tolist()]) \
+        + scoring.lexical_weight * lex
+    order = np.argsort(-scores, kind="stable")
+    return [Candidate(int(rows[i]), int(owners[i]), float(scores[i]), float(sentence_sim[i])) for i in order]
+
+
+def sentence_span(data: IndexData, row: int) -> tuple[int, int]:
+    chunk_no = int(data.sentence_chunk[row])
+    return data.chunks[chunk_no].sentences[row - int(data.sentence_rows[chunk_no])]
+
+
+def make_quote(data: IndexData, cand: Candidate) -> Quote:
+    """The candidate sentence as a quote, widened to the sentence before when it opens with a pronoun."""
+    chunk = data.chunks[cand.chunk]
+    text = data.documents[chunk.source].text
+    start, end = sentence_span(data, cand.row)
+    first_row = int(data.sentence_rows[cand.chunk])
+    if _ANAPHORA.match(text, start) and cand.row > first_row:
+        start = sentence_span(data, cand.row - 1)[0]
+    return Quote(text[start:end], chunk.source, chunk.title, chunk.section, start, end, round(cand.score, 4))
+
+
+def select_quotes(data: IndexData, candidates: list[Candidate], scoring: Scoring) -> list[Quote]:
+    quotes: list[Quote] = []
+    if not candidates:
+        return quotes
+    floor = candidates[0].score * scoring.follow_ratio
+    for cand in candidates:
+        if len(quotes) == MAX_QUOTES or cand.score < floor:
+            break
+        q = make_quote(data, cand)
+        if any(o.source == q.source and o.start < q.end and q.start < o.end for o in quotes):
+            continue
+        quotes.append(q)
+    return quotes
+
+
+# Markdown and HTML that corpus or question text could smuggle into a reply.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~$<>:-])")
+
+
+def escape(text: str) -> str:
+    """Text rendered as itself in Markdown: no HTML, links, emphasis or math survive."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def render(quotes: list[Quote], query: str, followup: bool) -> str:
+    parts = []
+    for i, q in enumerate(quotes):
+        lead = "According to" if i == 0 else "Also, from"
+        body = "\n".join("> " + escape(line) if line.strip() else ">" for line in q.text.splitlines())
+        parts.append(f"{lead} *{escape(q.citation)}*:\n\n{body}")
+    if followup:
+        parts.append(f"<sub>searched for: {escape(query)}</sub>")
+    return "\n\n".join(parts)
+
+
+def render_refusal(query: str, suggestions: list[str], reason: str) -> str:
+    lines = [reason]
+    if suggestions:
+        lines.append("You could ask about: " + ", ".join(f"*{escape(s)}*" for s in suggestions) + ".")
+    return "\n\n".join(lines)

@@ -1,0 +1,149 @@
+"""The bot: a loaded index, a query encoder, and the question -> answer pipeline."""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .answer import Answer, Scoring, score_sentences, select_quotes, render, render_refusal
+from .chunking import embedding_text
+from .conversation import Message, resolve
+from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
+from .errors import InvalidQuestionError, QAError, StaleIndexError
+from .index import IndexData, load_index, read_manifest, staleness
+from .retrieval import Lexicon, Passage, Retriever
+
+logger = logging.getLogger(__name__)
+
+MAX_QUESTION_CHARS = 2000
+# Control characters (but tab and newline), lone surrogates, zero-width and bidi controls.
+_INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
+def clean_question(question: object) -> str:
+    """The question as plain, single-spaced text; raises InvalidQuestionError when there is none."""
+    if not isinstance(question, str):
+        raise InvalidQuestionError(f"a question must be text, not {type(question).__name__}")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InvalidQuestionError(
+            f"the question is {len(question):,} characters long; the limit is {MAX_QUESTION_CHARS:,} — "
+            "ask one question in a sentence or two"
+        )
+    text = " ".join(_INVISIBLE.sub(" ", unicodedata.normalize("NFC", question)).split())
+    if not text:
+        raise InvalidQuestionError("the question is empty — type a question about the corpus")
+    return text
+
+
+class Bot:
+    """Retrieval and quoting over one loaded index."""
+
+    def __init__(self, data: IndexData, encoder: Embedder, mode: str = "hybrid", scoring: Scoring = Scoring()):
+        self.data, self.encoder, self.scoring = data, encoder, scoring
+        self.retriever = Retriever(data, mode)
+        texts = [embedding_text("", c.section, data.documents[c.source].text[s:e])
+                 for c in data.chunks for s, e in c.sentences]
+        self.sentence_lexicon = Lexicon(texts)
+        self._sections = _sections(data)
+
+    @property
+    def manifest(self) -> dict:
+        return self.data.manifest
+
+    def encode(self, text: str) -> np.ndarray:
+        return self.encoder.embed([text])[0]
+
+    def retrieve(self, question: str, k: int = 5) -> list[Passage]:
+        """The k best chunks for a question, best first."""
+        query = clean_question(question)
+        ranked = self.retriever.rank(self.encode(query), self.retriever.lexicon.terms(query), max(1, int(k)))
+        return [self.retriever.passage(c, s) for c, s in ranked]
+
+    def ask(self, question: str, history: Sequence[Message] | None = None) -> Answer:
+        """Answer with verbatim quotes, or abstain; history is the chat so far (Gradio messages)."""
+        text = clean_question(question)
+        resolved = resolve(text, history)
+        if resolved.kind == "smalltalk":
+            return Answer(render_refusal(text, self.suggestions(),
+                                         "I answer questions by quoting my documents."), [], True, text)
+        query = resolved.query
+        qvec = self.encode(query)
+        terms = self.retriever.lexicon.terms(query)
+        ranked = self.retriever.rank(qvec, terms, self.scoring.candidate_chunks)
+        lexical = self.sentence_lexicon.scores(terms)
+        candidates = score_sentences(self.data, qvec, lexical, ranked, self.scoring)
+        reason = self._abstain_reason(candidates, terms)
+        if reason:
+            return Answer(render_refusal(query, self.suggestions(), reason), [], True, query)
+        quotes = select_quotes(self.data, candidates, self.scoring)
+        return Answer(render(quotes, query, resolved.kind == "followup"), quotes, False, query)
+
+    def _abstain_reason(self, candidates, terms: list[str]) -> str | None:
+        s = self.scoring
+        if not candidates:
+            return "My documents do not answer that."
+        best = max(c.similarity for c in candidates[:3])
+        if best < s.min_similarity:
+            return "My documents do not answer that: nothing in them is about this question."
+        unknown = [t for t in terms if t not in self.retriever.lexicon.vocab]
+        if unknown and best < s.confident_similarity:
+            return "My documents do not say that: they mention the topic but not what you asked."
+        return None
+
+    def suggestions(self, n: int = 5) -> list[str]:
+        """Section names to offer when the bot cannot answer."""
+        return self._sections[:n]
+
+
+def _sections(data: IndexData) -> list[str]:
+    seen: dict[str, None] = {}
+    for c in data.chunks:
+        name = c.section.split(" › ")[-1] if c.section else ""
+        if name:
+            seen.setdefault(name)
+    return list(seen)
+
+
+def load(
+    index_dir: str | Path = "index",
+    corpus_dir: str | Path | None = None,
+    check_stale: bool = True,
+    mode: str = "hybrid",
+    encoder: str = "auto",
+) -> Bot:
+    """Load the index in index_dir as a Bot.
+
+    check_stale compares the index with its corpus folder (recorded at build time, or corpus_dir)
+    and raises StaleIndexError naming what changed. encoder: "auto" (ONNX when the index has it,
+    else sentence-transformers), "onnx" or "sentence-transformers".
+    """
+    manifest = read_manifest(index_dir)
+    if check_stale:
+        corpus = corpus_dir if corpus_dir is not None else manifest.get("corpus_dir")
+        reasons = staleness(manifest, corpus if corpus and Path(corpus).is_dir() else None)
+        if reasons:
+            raise StaleIndexError(
+                f"the index in {index_dir}/ is stale: {'; '.join(reasons[:3])}"
+                f"{' …' if len(reasons) > 3 else ''} — run: python -m qa build --corpus {corpus} --index {index_dir}"
+            )
+    data = load_index(index_dir)
+    return Bot(data, _encoder(data, encoder), mode=mode)
+
+
+def _encoder(data: IndexData, choice: str) -> Embedder:
+    name, dim = data.manifest["model"]["name"], data.manifest["model"]["dim"]
+    if choice in ("auto", "onnx") and data.encoder_dir is not None:
+        try:
+            return OnnxEmbedder(data.encoder_dir, name, dim)
+        except Exception as e:  # onnxruntime missing or the export unreadable: use the reference
+            if choice == "onnx":
+                raise QAError(f"cannot use the ONNX query encoder in {data.encoder_dir}: {e}") from e
+            logger.warning("ONNX query encoder unavailable (%s); using sentence-transformers", e)
+    elif choice == "onnx":
+        raise QAError(f"the index in {data.folder}/ has no ONNX query encoder — rebuild it with python -m qa build")
+    return SentenceTransformerEmbedder(name)

@@ -1,0 +1,295 @@
+"""Split a Document into section-aware, sentence-aligned chunks with exact offsets.
+
+A document is read as blocks separated by blank lines. A block is a heading
+(Markdown `#`, setext underline, or in plain text a short line without final
+punctuation), a run of "Key: value" / list lines (each line a unit), or a
+paragraph (split into sentences). Sentences are packed into chunks that never
+cross a section boundary and always fit the embedding model's window.
+
+Every span is an offset pair into `Document.text`; text is never rewritten, so
+`document.text[chunk.start:chunk.end] == chunk.text` holds by construction.
+
+The sentence splitter is a small rule set rather than a library: pysbd (the
+usual choice) splits "Chem. du Pommier 5" after "Chem." and is unmaintained.
+The rules: split after . ! ? (and closing quotes) when the next word starts with
+an upper-case letter, a digit or an opening quote, unless the word before the
+period is a known abbreviation or a single initial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, asdict
+from typing import Callable, Iterator
+
+from .corpus import Document
+
+CHUNKER_VERSION = 1
+SECTION_SEPARATOR = " › "
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkerSettings:
+    max_chars: int = 480  # soft target: a chunk is a few sentences, not a page
+    min_chars: int = 160  # below this a chunk keeps taking sentences across paragraphs
+    max_tokens: int = 256  # the model's window, including the title prefix and special tokens
+
+    def as_dict(self) -> dict:
+        return {"version": CHUNKER_VERSION, **asdict(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    id: str
+    source: str
+    title: str
+    section: str  # heading path joined with " › "; "" before the first heading
+    start: int
+    end: int
+    text: str
+    sentences: tuple[tuple[int, int], ...]  # absolute (start, end) of each sentence, in order
+
+
+Span = tuple[int, int]
+TokenCounter = Callable[[str], int]
+
+ABBREVIATIONS = frozenset(
+    """
+    mr mrs ms dr prof st sr jr mt ft no nos vol vols fig figs eq p pp ch chap sec art
+    e.g i.e etc vs cf al approx dept est inc ltd co corp bros gen gov col lt sgt capt cmdr
+    rev hon pres jan feb mar apr jun jul aug sep sept oct nov dec chem ave blvd rd
+    u.s u.k u.n e.u a.m p.m ph.d b.a m.a op ed eds trans repr
+    """.split()
+)
+
+_BLOCK = re.compile(r"[^\n]*\S[^\n]*(?:\n[^\n]*\S[^\n]*)*")
+_LINE = re.compile(r"[^\n]*")
+_MD_HEADING = re.compile(r"[ \t]{0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$")
+_SETEXT = re.compile(r"[ \t]*(=+|-+)[ \t]*$")
+_KEY_VALUE = re.compile(r"[A-Z][\w'’()/&-]*(?:[ \t][\w'’()/&-]+){0,4}:[ \t]+\S")
+_LIST_ITEM = re.compile(r"[ \t]*(?:[-*+•◦‣]|\d{1,3}[.)])[ \t]+\S")
+_BOUNDARY = re.compile(r"[.!?…]+[\"'’”)\]]*(?=\s+(\S))")
+_WORD_BEFORE = re.compile(r"([\w.]+?)\.*$")
+
+
+def _strip_span(text: str, start: int, end: int) -> Span:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _lines(text: str, start: int, end: int) -> list[Span]:
+    spans = []
+    for m in _LINE.finditer(text, start, end):
+        s, e = _strip_span(text, m.start(), m.end())
+        if s < e:
+            spans.append((s, e))
+    return spans
+
+
+def _is_plain_heading(line: str) -> bool:
+    words = line.split()
+    return (
+        0 < len(line) <= 80
+        and len(words) <= 12
+        and line[-1] not in ".!?:;,"
+        and (line[0].isupper() or line[0].isdigit())
+        and not _KEY_VALUE.match(line)
+        and not _LIST_ITEM.match(line)
+        and "://" not in line
+    )
+
+
+def _is_line_unit(line: str) -> bool:
+    return bool(_KEY_VALUE.match(line) or _LIST_ITEM.match(line))
+
+
+def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+    """Sentence spans of text[start:end], trimmed of surrounding whitespace."""
+    end = len(text) if end is None else end
+    spans, cursor = [], start
+    for m in _BOUNDARY.finditer(text, start, end):
+        if m.end() >= end:
+            break
+        following = m.group(1)[0]
+        if not (following.isupper() or following.isdigit() or following in "\"'‘“([¿¡"):
+            continue
+        if text[m.start()] == ".":
+            before = _WORD_BEFORE.search(text, cursor, m.start() + 1)
+            word = before.group(1).lower() if before else ""
+            if word in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+                continue
+        s, e = _strip_span(text, cursor, m.end())
+        if s < e:
+            spans.append((s, e))
+        cursor = m.end()
+    s, e = _strip_span(text, cursor, end)
+    if s < e:
+        spans.append((s, e))
+    return spans
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    kind: str  # "heading" | "lines" | "paragraph"
+    start: int
+    end: int
+    level: int = 0
+    heading: str = ""
+
+
+def _blocks(text: str) -> Iterator[_Block]:
+    """Headings and body blocks in document order; Markdown heading lines split blocks."""
+    for m in _BLOCK.finditer(text):
+        lines = _lines(text, m.start(), m.end())
+        body: list[Span] = []
+        for i, (s, e) in enumerate(lines):
+            line = text[s:e]
+            md = _MD_HEADING.match(line)
+            setext = i + 1 < len(lines) and not body and _SETEXT.match(text[lines[i + 1][0] : lines[i + 1][1]])
+            if md or (setext and i == 0 and len(lines) == 2):
+                yield from _body_block(text, body)
+                body = []
+                level = len(md.group(1)) if md else (1 if "=" in text[lines[1][0] : lines[1][1]] else 2)
+                yield _Block("heading", s, e, level=level, heading=(md.group(2) if md else line).strip())
+                if setext:
+                    break
+                continue
+            body.append((s, e))
+        yield from _body_block(text, body)
+
+
+def _body_block(text: str, lines: list[Span]) -> Iterator[_Block]:
+    if not lines:
+        return
+    start, end = lines[0][0], lines[-1][1]
+    if len(lines) == 1 and _is_plain_heading(text[start:end]):
+        yield _Block("heading", start, end, level=0, heading=text[start:end].strip())
+    elif any(_is_line_unit(text[s:e]) for s, e in lines):
+        yield _Block("lines", start, end)
+    else:
+        yield _Block("paragraph", start, end)
+
+
+def _units(text: str, block: _Block) -> list[Span]:
+    """Sentence-like units of a body block."""
+    if block.kind == "paragraph":
+        return split_sentences(text, block.start, block.end)
+    units: list[Span] = []
+    lines = _lines(text, block.start, block.end)
+    for i, (s, e) in enumerate(lines):
+        # a wrapped continuation of a list item joins the item before it
+        if units and not _is_line_unit(text[s:e]):
+            units[-1] = (units[-1][0], e)
+        else:
+            units.append((s, e))
+    return [sentence for s, e in units for sentence in split_sentences(text, s, e)]
+
+
+def _fit_window(text: str, span: Span, fits: Callable[[str], bool]) -> list[Span]:
+    """Cut a span that does not fit the window into pieces at whitespace, halving until each fits."""
+    s, e = span
+    if fits(text[s:e]):
+        return [span]
+    cut = text.rfind(" ", s, (s + e) // 2 + 1)
+    if cut <= s:
+        cut = (s + e) // 2
+    left, right = _strip_span(text, s, cut), _strip_span(text, cut, e)
+    return [p for half in (left, right) if half[0] < half[1] for p in _fit_window(text, half, fits)]
+
+
+def embedding_text(title: str, section: str, text: str) -> str:
+    """What the model sees for a chunk or sentence: its place in the corpus, then the text."""
+    where = title + (SECTION_SEPARATOR + section if section else "")
+    return f"{where}\n{text}"
+
+
+def chunk_document(
+    doc: Document, settings: ChunkerSettings = ChunkerSettings(), count_tokens: TokenCounter | None = None
+) -> list[Chunk]:
+    """Chunks of one document, in order. count_tokens measures the model's word pieces (with special tokens)."""
+    text = doc.text
+    counter = count_tokens or (lambda s: len(s) // 2 + 2)  # conservative without a tokenizer
+
+    blocks = list(_blocks(text))
+    # The first block is the title when it is the document's title line: not body text.
+    if blocks and blocks[0].kind == "heading" and blocks[0].heading == doc.title:
+        blocks = blocks[1:]
+    # In plain text a heading directly followed by another heading groups the ones after it.
+    levels = []
+    group_open = False
+    for i, b in enumerate(blocks):
+        if b.kind != "heading" or b.level:
+            levels.append(b.level)
+            continue
+        nxt = blocks[i + 1] if i + 1 < len(blocks) else None
+        if nxt is not None and nxt.kind == "heading" and not nxt.level:
+            levels.append(1)
+            group_open = True
+        else:
+            levels.append(2 if group_open else 1)
+
+    chunks: list[Chunk] = []
+    path: list[tuple[int, str]] = []
+    # (sentence span, (paragraph number, block kind)): a chunk does not mix "Key: value" lines with prose
+    section_units: list[tuple[Span, tuple[int, str]]] = []
+
+    def flush() -> None:
+        section = SECTION_SEPARATOR.join(h for _, h in path)
+        prefix_tokens = counter(embedding_text(doc.title, section, "")) - 2
+        budget = settings.max_tokens - prefix_tokens
+
+        def fits(s: str) -> bool:
+            return counter(s) <= budget
+
+        pieces = [(p, para) for span, para in section_units for p in _fit_window(text, span, fits)]
+        group: list[tuple[Span, tuple[int, str]]] = []
+        for span, para in pieces:
+            if group:
+                g_start = group[0][0][0]
+                size = span[1] - g_start
+                new_paragraph = para != group[-1][1]
+                current = group[-1][0][1] - g_start
+                if (
+                    size > settings.max_chars
+                    or (new_paragraph and current >= settings.min_chars)
+                    or para[1] != group[-1][1][1]
+                    or not fits(text[g_start : span[1]])
+                ):
+                    chunks.append(_make_chunk(doc, section, [s for s, _ in group]))
+                    group = []
+            group.append((span, para))
+        if group:
+            chunks.append(_make_chunk(doc, section, [s for s, _ in group]))
+        section_units.clear()
+
+    for paragraph, (block, level) in enumerate(zip(blocks, levels)):
+        if block.kind == "heading":
+            flush()
+            while path and path[-1][0] >= level:
+                path.pop()
+            path.append((level, block.heading))
+        else:
+            section_units.extend((span, (paragraph, block.kind)) for span in _units(text, block))
+    flush()
+    return _with_unique_ids(chunks)
+
+
+def _make_chunk(doc: Document, section: str, sentences: list[Span]) -> Chunk:
+    start, end = sentences[0][0], sentences[-1][1]
+    chunk_text = doc.text[start:end]
+    digest = hashlib.sha256(f"{doc.source}\0{chunk_text}".encode()).hexdigest()[:16]
+    return Chunk(digest, doc.source, doc.title, section, start, end, chunk_text, tuple(sentences))
+
+
+def _with_unique_ids(chunks: list[Chunk]) -> list[Chunk]:
+    seen: dict[str, int] = {}
+    out = []
+    for c in chunks:
+        n = seen.get(c.id, 0)
+        seen[c.id] = n + 1
+        out.append(c if n == 0 else Chunk(f"{c.id}-{n}", *[getattr(c, f) for f in Chunk.__slots__[1:]]))
+    return out

