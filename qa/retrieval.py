@@ -8,6 +8,7 @@ against each other. `python -m qa eval --mode dense|bm25|hybrid` compares them.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Sequence
@@ -39,6 +40,9 @@ class Lexicon:
     def __init__(self, texts: Sequence[str]):
         import bm25s
         import Stemmer
+
+        # bm25s sets its own logger to DEBUG at import; a library should not talk unless asked.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
 
         self._stem = Stemmer.Stemmer("english").stemWord
         self._stopwords = frozenset(bm25s.stopwords.STOPWORDS_EN)

@@ -1,0 +1,47 @@
+# Two commands set everything up on a fresh machine:
+#   make run   - venv, pinned dependencies, index (built if missing or stale), chat UI on http://127.0.0.1:7860
+#   make test  - the same plus test extras and Debian's Chromium, then pytest
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+CHROMIUM := /usr/bin/chromium
+
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1
+export GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false
+
+.PHONY: run test install browser index eval bench clean
+
+run: install
+	$(PY) app.py
+
+test: install browser
+	$(PY) -m pytest -q
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install -q -e '.[test]' 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import qa, faiss, bm25s, onnxruntime, sentence_transformers, gradio, playwright"
+	rm -f $(VENV)/.installed-* && touch $@
+
+# Debian's Chromium for the browser tests (never `playwright install`: it downloads browsers).
+browser:
+	@test -x $(CHROMIUM) || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+index: install
+	$(PY) -m qa build
+
+eval: index
+	$(PY) -m qa eval tests/data/dev.jsonl
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf index .pytest_cache

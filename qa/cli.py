@@ -1,0 +1,103 @@
+"""Command line: `python -m qa build | ask | eval`. Parses arguments, calls the library, prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def set_offline_env() -> None:
+    """Everything runs offline: no model hub, no telemetry, no analytics."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qa", description="An offline bot that answers by quoting its corpus.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="chunk, embed and index a corpus folder")
+    b.add_argument("--corpus", default="corpus", help="folder of .txt/.md documents (default: corpus)")
+    b.add_argument("--index", default="index", help="index folder to write (default: index)")
+    b.add_argument("--model", default=None, help="sentence-transformers model name or local path")
+    b.add_argument("--no-onnx", action="store_true", help="skip exporting the fast ONNX query encoder")
+
+    a = sub.add_parser("ask", help="ask one question")
+    a.add_argument("question")
+    a.add_argument("--index", default="index")
+    a.add_argument("--json", action="store_true", help="print text, quotes with offsets, abstained, query")
+
+    e = sub.add_parser("eval", help="run a question set and print its metrics")
+    e.add_argument("file", help="JSON lines in the format of shared/eval/dev.jsonl")
+    e.add_argument("--index", default="index")
+    e.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "bm25"])
+    e.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    set_offline_env()
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    from .errors import QAError
+
+    try:
+        return {"build": _build, "ask": _ask, "eval": _eval}[args.command](args)
+    except QAError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _build(args) -> int:
+    from .embedding import DEFAULT_MODEL
+    from .index import build_index
+
+    report = build_index(
+        corpus_dir=args.corpus, index_dir=args.index, model=args.model or DEFAULT_MODEL,
+        query_encoder=not args.no_onnx, progress=sys.stderr.isatty(),
+    )
+    for source, reason in report.skipped:
+        print(f"skipped {source}: {reason}", file=sys.stderr)
+    print(f"built {args.index}/: {report.summary()}")
+    return 0
+
+
+def _ask(args) -> int:
+    from .bot import load
+
+    answer = load(args.index).ask(args.question)
+    if args.json:
+        print(json.dumps({
+            "text": answer.text, "abstained": answer.abstained, "query": answer.query,
+            "quotes": [asdict(q) for q in answer.quotes],
+        }, ensure_ascii=False, indent=2))
+    elif answer.abstained:
+        print(answer.text)
+    else:
+        for q in answer.quotes:
+            print(f"{q.citation} ({q.source}:{q.start}-{q.end})\n  “{q.text}”")
+    return 0
+
+
+def _eval(args) -> int:
+    from .bot import load
+    from .evaluate import evaluate, format_report, load_items
+
+    report = evaluate(load(args.index, mode=args.mode), load_items(args.file))
+    print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) if args.json else format_report(report))
+    return 0

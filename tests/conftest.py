@@ -1,0 +1,46 @@
+"""Shared fixtures: the seed corpus indexed once per session with the real packaged model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+for _key, _value in {
+    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_CORPUS = ROOT / "corpus"
+SEED_FILE = SEED_CORPUS / "inter-parliamentary-union.txt"
+DATA = Path(__file__).resolve().parent / "data"
+DEV_SET = DATA / "dev.jsonl"
+
+
+@pytest.fixture(scope="session")
+def seed_corpus(tmp_path_factory) -> Path:
+    """A private copy of the seed corpus (tests never write into the work tree)."""
+    folder = tmp_path_factory.mktemp("seed-corpus")
+    shutil.copy(SEED_FILE, folder / SEED_FILE.name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def seed_index(seed_corpus, tmp_path_factory) -> Path:
+    """The seed corpus built once, with the ONNX query encoder."""
+    import qa
+
+    folder = tmp_path_factory.mktemp("seed-index") / "index"
+    qa.build_index(corpus_dir=seed_corpus, index_dir=folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def seed_bot(seed_index):
+    import qa
+
+    return qa.load(seed_index)
