@@ -60,7 +60,8 @@ class Scoring:
     lexical_weight: float = 0.25  # BM25 of the sentence, scaled to [0, 1] by the best candidate
     candidate_chunks: int = 8
     min_similarity: float = 0.30  # below this best-sentence cosine the corpus is not about the question
-    confident_similarity: float = 0.55  # above this, missing query terms do not matter
+    max_missing_share: float = 0.60  # above this share of the query's IDF in unknown terms, check them…
+    min_missing_coverage: float = 0.35  # …and abstain unless some top sentence is about them (a paraphrase)
     follow_ratio: float = 0.85  # a further quote must score at least this share of the first
 
 

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .answer import Answer, Scoring, score_sentences, select_quotes, render, render_refusal
+from .answer import Answer, Candidate, Scoring, score_sentences, select_quotes, render, render_refusal
 from .chunking import embedding_text
 from .conversation import Message, resolve
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
@@ -21,6 +21,7 @@ from .retrieval import Lexicon, Passage, Retriever
 logger = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
+_WORDS = re.compile(r"(?u)\b\w\w+\b")
 # Control characters (but tab and newline), lone surrogates, zero-width and bidi controls.
 _INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
@@ -71,27 +72,33 @@ class Bot:
         if resolved.kind == "smalltalk":
             return Answer(render_refusal(text, self.suggestions(),
                                          "I answer questions by quoting my documents."), [], True, text)
-        query = resolved.query
+        query = self.retriever.lexicon.correct(resolved.query)
         qvec = self.encode(query)
         terms = self.retriever.lexicon.terms(query)
         ranked = self.retriever.rank(qvec, terms, self.scoring.candidate_chunks)
         lexical = self.sentence_lexicon.scores(terms)
         candidates = score_sentences(self.data, qvec, lexical, ranked, self.scoring)
-        reason = self._abstain_reason(candidates, terms)
+        reason = self._abstain_reason(query, candidates)
         if reason:
             return Answer(render_refusal(query, self.suggestions(), reason), [], True, query)
         quotes = select_quotes(self.data, candidates, self.scoring)
         return Answer(render(quotes, query, resolved.kind == "followup"), quotes, False, query)
 
-    def _abstain_reason(self, candidates, terms: list[str]) -> str | None:
+    def _abstain_reason(self, query: str, candidates: list[Candidate]) -> str | None:
+        """Why the corpus does not answer, or None. Thresholds: see Scoring and the README."""
         s = self.scoring
-        if not candidates:
-            return "My documents do not answer that."
-        best = max(c.similarity for c in candidates[:3])
-        if best < s.min_similarity:
+        if not candidates or max(c.similarity for c in candidates[:3]) < s.min_similarity:
             return "My documents do not answer that: nothing in them is about this question."
-        unknown = [t for t in terms if t not in self.retriever.lexicon.vocab]
-        if unknown and best < s.confident_similarity:
+        lexicon = self.sentence_lexicon
+        terms = lexicon.terms(query)
+        if lexicon.missing_share(terms) < s.max_missing_share:
+            return None
+        # Most of the question is in words the corpus never uses: answer only if the best
+        # sentences are about those words anyway, in other words ("free speech" ~ "freedom of expression").
+        missing = " ".join(w for w in _WORDS.findall(query) if lexicon.terms(w) and lexicon.terms(w)[0] not in lexicon.df)
+        rows = [c.row for c in candidates[:3]]
+        coverage = float((self.data.sentence_vectors[rows] @ self.encode(missing)).max()) if missing else 1.0
+        if coverage < s.min_missing_coverage:
             return "My documents do not say that: they mention the topic but not what you asked."
         return None
 

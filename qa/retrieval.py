@@ -9,7 +9,9 @@ against each other. `python -m qa eval --mode dense|bm25|hybrid` compares them.
 from __future__ import annotations
 
 import logging
+import math
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -21,6 +23,8 @@ from .index import IndexData
 RRF_K = 60  # the constant from Cormack et al. (2009); ranks, not scores, are fused
 MODES = ("hybrid", "dense", "bm25")
 _WORD = re.compile(r"(?u)\b\w\w+\b")
+_QUESTION_STOPWORDS = {"many", "much", "tell", "give", "please", "know", "like", "would", "could", "also", "us"}
+MIN_CORRECTABLE = 5  # shorter words have too many neighbours one edit away
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +49,65 @@ class Lexicon:
         logging.getLogger("bm25s").setLevel(logging.WARNING)
 
         self._stem = Stemmer.Stemmer("english").stemWord
-        self._stopwords = frozenset(bm25s.stopwords.STOPWORDS_EN)
+        self._stopwords = frozenset(bm25s.stopwords.STOPWORDS_EN_PLUS) | _QUESTION_STOPWORDS
         self.vocab: dict[str, int] = {}
-        corpus_ids = [[self.vocab.setdefault(t, len(self.vocab)) for t in self.terms(text)] for text in texts]
+        self.words: Counter[str] = Counter()  # surface words, for spelling correction
+        self.df: Counter[str] = Counter()  # texts containing each term
+        corpus_ids = []
+        for text in texts:
+            words = _WORD.findall(text.lower())
+            self.words.update(words)
+            ids = [self.vocab.setdefault(self._stem(w), len(self.vocab)) for w in words if w not in self._stopwords]
+            corpus_ids.append(ids)
+        inverse = list(self.vocab)
+        for ids in corpus_ids:
+            self.df.update(inverse[i] for i in set(ids))
+        self.size = len(corpus_ids)
         self.bm25 = bm25s.BM25()
         self.bm25.index(corpus_ids, show_progress=False)
+        self._deletes: dict[str, list[str]] | None = None
 
     def terms(self, text: str) -> list[str]:
         return [self._stem(w) for w in _WORD.findall(text.lower()) if w not in self._stopwords]
+
+    def idf(self, term: str) -> float:
+        """BM25's inverse document frequency; highest for a term the corpus does not contain."""
+        df = self.df.get(term, 0)
+        return math.log(1 + (self.size - df + 0.5) / (df + 0.5))
+
+    def missing_share(self, terms: Sequence[str]) -> float:
+        """How much of a query's information (IDF-weighted) lies in terms the corpus never uses."""
+        unique = set(terms)
+        total = sum(self.idf(t) for t in unique)
+        return sum(self.idf(t) for t in unique if t not in self.df) / total if total else 0.0
+
+    def correct(self, text: str) -> str:
+        """text with each unknown word one edit away from a corpus word replaced by it ("adress" -> "address")."""
+
+        def fix(m: re.Match) -> str:
+            word = m.group(0)
+            low = word.lower()
+            if len(low) < MIN_CORRECTABLE or low in self.words or not low.isalpha() or self._stem(low) in self.vocab:
+                return word
+            best = self._nearest(low)
+            return best if best and self._stem(best) not in self._stopwords else word
+
+        return _WORD.sub(fix, text)
+
+    def _nearest(self, word: str) -> str | None:
+        """The most frequent corpus word at edit distance 1 (SymSpell-style deletion index)."""
+        if self._deletes is None:
+            self._deletes = {}
+            for w in self.words:
+                if len(w) >= MIN_CORRECTABLE - 1 and w.isalpha():
+                    for d in {w[:i] + w[i + 1 :] for i in range(len(w))}:
+                        self._deletes.setdefault(d, []).append(w)
+        deletions = {word[:i] + word[i + 1 :] for i in range(len(word))}
+        found = set(self._deletes.get(word, []))  # a letter missing from the query
+        found |= {d for d in deletions if d in self.words}  # a letter too many
+        for d in deletions:  # a letter wrong, or two swapped
+            found |= {w for w in self._deletes.get(d, []) if len(w) == len(word)}
+        return max(sorted(found), key=lambda w: self.words[w]) if found else None
 
     def scores(self, terms: Sequence[str]) -> np.ndarray:
         ids = [self.vocab[t] for t in terms if t in self.vocab]
