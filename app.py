@@ -1,0 +1,43 @@
+"""The chat UI: `python app.py [--host H] [--port P] [--index DIR] [--corpus DIR]`.
+
+Builds the index first if it is missing or stale, then serves on http://127.0.0.1:7860.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from qa.cli import set_offline_env
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Chat with a bot that answers by quoting its corpus.")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.add_argument("--index", default="index", help="index folder (default: index)")
+    p.add_argument("--corpus", default=None,
+                   help="corpus folder to check the index against and build it from "
+                        "(default: the one the index was built from, else corpus)")
+    args = p.parse_args(argv)
+
+    set_offline_env()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("qa").setLevel(logging.INFO)
+
+    from qa import QAError
+    from qa import ui
+
+    try:
+        bot = ui.load_or_build(args.index, args.corpus)
+    except QAError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    logging.getLogger("qa.app").info("loaded %s/: %s", args.index, ui.describe(bot))
+    ui.launch(ui.build_demo(bot), host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
