@@ -20,6 +20,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -63,9 +64,7 @@ class Scoring:
     max_missing_share: float = 0.60  # above this share of the query's IDF in unknown terms, check them…
     min_missing_coverage: float = 0.35  # …and abstain unless some top sentence is about them (a paraphrase)
     follow_ratio: float = 0.85  # a further quote must score at least this share of the first
-
-
-_ANAPHORA = re.compile(r"(?:It|Its|They|Their|This|These|Those|Such|He|She|His|Her|The latter|The former)\b")
+    type_weight: float = 0.15  # bonus for a sentence of the asked type (a number for "how many"…)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +72,39 @@ class Candidate:
     row: int  # sentence number in the index
     chunk: int
     score: float
-    similarity: float  # cosine of sentence and query
+    similarity: float  # cosine of the sentence's quote unit and the query
+
+
+# What a question asks for, when its form says so: a number, a time, or a named kind of thing.
+_NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
+                     r"forty|fifty|hundred|thousand|million|billion|dozen|several)\b", re.I)
+_TIME = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b|\bago\b|\b(?:January|February|March|April|May|June|July|"
+                   r"August|September|October|November|December|century|decade)\b", re.I)
+_ASKS_NUMBER = re.compile(r"\bhow (?:many|much)\b", re.I)
+_ASKS_TIME = re.compile(r"^\W*when\b|\b(?:what|which) (?:year|date|month|day|decade|century)\b", re.I)
+_ASKS_KIND = re.compile(r"\b(?:what|which) (?!(?:is|are|was|were|does|do|did|can|could|has|have|had|will|would|"
+                        r"should|the|a|an|kind|type|sort|of|about|if|else)\b)([a-z]+)", re.I)
+
+
+def answer_check(question: str, terms_of) -> "Callable[[str], bool] | None":
+    """A test a sentence must pass to be of the asked type, or None when the form does not say."""
+    if _ASKS_NUMBER.search(question):
+        return lambda text: bool(_NUMBER.search(text))
+    if _ASKS_TIME.search(question):
+        return lambda text: bool(_TIME.search(text))
+    kind = _ASKS_KIND.search(question)
+    if kind:
+        wanted = terms_of(kind.group(1))
+        if wanted:
+            return lambda text: wanted[0] in terms_of(text)
+    return None
 
 
 def score_sentences(
-    data: IndexData, qvec: np.ndarray, lexical: np.ndarray, chunks: list[tuple[int, float]], scoring: Scoring
+    data: IndexData, units: list[tuple[int, int]], qvec: np.ndarray, lexical: np.ndarray,
+    chunks: list[tuple[int, float]], scoring: Scoring, check=None,
 ) -> list[Candidate]:
-    """Candidates from the given chunks, best first. lexical: BM25 score of every sentence."""
+    """Candidates from the given chunks, best first. lexical: BM25 score of every sentence unit."""
     if not chunks:
         return []
     chunk_ids = np.array([c for c, _ in chunks[: scoring.candidate_chunks]])
@@ -93,27 +118,35 @@ def score_sentences(
     lex = lex / top if top > 0 else lex
     scores = sentence_sim + scoring.chunk_weight * np.array([chunk_sim_of[o] for o in owners.tolist()]) \
         + scoring.lexical_weight * lex
+    if check is not None:
+        scores += scoring.type_weight * np.array([check(unit_text(data, units, int(r))) for r in rows])
     order = np.argsort(-scores, kind="stable")
     return [Candidate(int(rows[i]), int(owners[i]), float(scores[i]), float(sentence_sim[i])) for i in order]
 
 
-def sentence_span(data: IndexData, row: int) -> tuple[int, int]:
-    chunk_no = int(data.sentence_chunk[row])
-    return data.chunks[chunk_no].sentences[row - int(data.sentence_rows[chunk_no])]
+def unit_text(data: IndexData, units: list[tuple[int, int]], row: int) -> str:
+    s, e = units[row]
+    return data.documents[data.chunks[int(data.sentence_chunk[row])].source].text[s:e]
 
 
-def make_quote(data: IndexData, cand: Candidate) -> Quote:
-    """The candidate sentence as a quote, widened to the sentence before when it opens with a pronoun."""
+def make_quote(data: IndexData, units: list[tuple[int, int]], cand: Candidate, check=None) -> Quote:
+    """The candidate's quote unit; widened to the next sentence of the paragraph when only that one
+    has what the question asks for (a number, a time, the thing named after "which")."""
     chunk = data.chunks[cand.chunk]
     text = data.documents[chunk.source].text
-    start, end = sentence_span(data, cand.row)
-    first_row = int(data.sentence_rows[cand.chunk])
-    if _ANAPHORA.match(text, start) and cand.row > first_row:
-        start = sentence_span(data, cand.row - 1)[0]
+    start, end = units[cand.row]
+    nxt = cand.row + 1
+    if (
+        check is not None and not check(text[start:end]) and nxt < len(units)
+        and data.chunks[int(data.sentence_chunk[nxt])].source == chunk.source
+        and units[nxt][0] >= end and "\n\n" not in text[end : units[nxt][0]].replace("\r", "")
+        and check(text[units[nxt][0] : units[nxt][1]])
+    ):
+        end = units[nxt][1]
     return Quote(text[start:end], chunk.source, chunk.title, chunk.section, start, end, round(cand.score, 4))
 
 
-def select_quotes(data: IndexData, candidates: list[Candidate], scoring: Scoring) -> list[Quote]:
+def select_quotes(data: IndexData, units, candidates: list[Candidate], scoring: Scoring, check=None) -> list[Quote]:
     quotes: list[Quote] = []
     if not candidates:
         return quotes
@@ -121,7 +154,7 @@ def select_quotes(data: IndexData, candidates: list[Candidate], scoring: Scoring
     for cand in candidates:
         if len(quotes) == MAX_QUOTES or cand.score < floor:
             break
-        q = make_quote(data, cand)
+        q = make_quote(data, units, cand, check if not quotes else None)
         if any(o.source == q.source and o.start < q.end and q.start < o.end for o in quotes):
             continue
         quotes.append(q)

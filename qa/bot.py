@@ -10,8 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .answer import Answer, Candidate, Scoring, score_sentences, select_quotes, render, render_refusal
-from .chunking import embedding_text
+from .answer import Answer, Candidate, Scoring, answer_check, score_sentences, select_quotes, render, render_refusal
+from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
 from .conversation import Message, resolve
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
 from .errors import InvalidQuestionError, QAError, StaleIndexError
@@ -47,9 +47,9 @@ class Bot:
     def __init__(self, data: IndexData, encoder: Embedder, mode: str = "hybrid", scoring: Scoring = Scoring()):
         self.data, self.encoder, self.scoring = data, encoder, scoring
         self.retriever = Retriever(data, mode)
-        texts = [embedding_text("", c.section, data.documents[c.source].text[s:e])
-                 for c in data.chunks for s, e in c.sentences]
-        self.sentence_lexicon = Lexicon(texts)
+        self.units = unit_spans(data.chunks, data.documents)
+        # Title and section go with every sentence: what the whole document is about carries no weight.
+        self.sentence_lexicon = Lexicon(sentence_embedding_texts(data.chunks, data.documents))
         self._sections = _sections(data)
 
     @property
@@ -76,12 +76,13 @@ class Bot:
         qvec = self.encode(query)
         terms = self.retriever.lexicon.terms(query)
         ranked = self.retriever.rank(qvec, terms, self.scoring.candidate_chunks)
-        lexical = self.sentence_lexicon.scores(terms)
-        candidates = score_sentences(self.data, qvec, lexical, ranked, self.scoring)
+        lexical = self.sentence_lexicon.scores(self.sentence_lexicon.terms(query))
+        check = answer_check(query, self.sentence_lexicon.terms)
+        candidates = score_sentences(self.data, self.units, qvec, lexical, ranked, self.scoring, check)
         reason = self._abstain_reason(query, candidates)
         if reason:
             return Answer(render_refusal(query, self.suggestions(), reason), [], True, query)
-        quotes = select_quotes(self.data, candidates, self.scoring)
+        quotes = select_quotes(self.data, self.units, candidates, self.scoring, check)
         return Answer(render(quotes, query, resolved.kind == "followup"), quotes, False, query)
 
     def _abstain_reason(self, query: str, candidates: list[Candidate]) -> str | None:
@@ -132,7 +133,8 @@ def load(
     manifest = read_manifest(index_dir)
     if check_stale:
         corpus = corpus_dir if corpus_dir is not None else manifest.get("corpus_dir")
-        reasons = staleness(manifest, corpus if corpus and Path(corpus).is_dir() else None)
+        reasons = staleness(manifest, corpus if corpus and Path(corpus).is_dir() else None,
+                            settings=ChunkerSettings())
         if reasons:
             raise StaleIndexError(
                 f"the index in {index_dir}/ is stale: {'; '.join(reasons[:3])}"

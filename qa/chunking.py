@@ -2,9 +2,11 @@
 
 A document is read as blocks separated by blank lines. A block is a heading
 (Markdown `#`, setext underline, or in plain text a short line without final
-punctuation), a run of "Key: value" / list lines (each line a unit), or a
-paragraph (split into sentences). Sentences are packed into chunks that never
-cross a section boundary and always fit the embedding model's window.
+punctuation), a run of "Key: value" / list lines (each line a unit), a fenced
+code block (each line a unit; a `#` inside it is not a heading), or a paragraph
+(split into sentences). Thematic breaks (`---`) only separate blocks. Sentences
+are packed into chunks that never cross a section boundary and always fit the
+embedding model's window; a sentence longer than the window is cut at spaces.
 
 Every span is an offset pair into `Document.text`; text is never rewritten, so
 `document.text[chunk.start:chunk.end] == chunk.text` holds by construction.
@@ -13,7 +15,8 @@ The sentence splitter is a small rule set rather than a library: pysbd (the
 usual choice) splits "Chem. du Pommier 5" after "Chem." and is unmaintained.
 The rules: split after . ! ? (and closing quotes) when the next word starts with
 an upper-case letter, a digit or an opening quote, unless the word before the
-period is a known abbreviation or a single initial.
+period is a known abbreviation or a single initial, or the "sentence" would be
+only an enumerator ("1." of a numbered list); and always after 。！？.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, asdict
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from .corpus import Document
 
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2
 SECTION_SEPARATOR = " › "
+# A runaway title or heading must not crowd the text out of the model's window: the
+# place shown to the model is cut to this many characters (~at most as many word pieces).
+MAX_PLACE_CHARS = 160
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +71,15 @@ ABBREVIATIONS = frozenset(
 
 _BLOCK = re.compile(r"[^\n]*\S[^\n]*(?:\n[^\n]*\S[^\n]*)*")
 _LINE = re.compile(r"[^\n]*")
-_MD_HEADING = re.compile(r"[ \t]{0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$")
+_MD_HEADING = re.compile(r"[ \t]{0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t#]*$")
 _SETEXT = re.compile(r"[ \t]*(=+|-+)[ \t]*$")
+_RULE = re.compile(r"[ \t]*(?:([-*_])(?:[ \t]*\1){2,}|=+)[ \t]*$")  # thematic break, or a stray underline
+_FENCE = re.compile(r"[ \t]{0,3}(`{3,}|~{3,})")
 _KEY_VALUE = re.compile(r"[A-Z][\w'’()/&-]*(?:[ \t][\w'’()/&-]+){0,4}:[ \t]+\S")
 _LIST_ITEM = re.compile(r"[ \t]*(?:[-*+•◦‣]|\d{1,3}[.)])[ \t]+\S")
-_BOUNDARY = re.compile(r"[.!?…]+[\"'’”)\]]*(?=\s+(\S))")
+_BOUNDARY = re.compile(r"[.!?…]+[\"'’”)\]]*(?=\s+(\S))|[。！？]+[」』”’）)]*(?=\s*\S)")
 _WORD_BEFORE = re.compile(r"([\w.]+?)\.*$")
+_ENUMERATOR = re.compile(r"\(?(?:\d{1,3}|[ivx]{1,4}|[IVX]{1,4}|[A-Za-z])\)?")
 
 
 def _strip_span(text: str, start: int, end: int) -> Span:
@@ -114,13 +123,15 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
     for m in _BOUNDARY.finditer(text, start, end):
         if m.end() >= end:
             break
-        following = m.group(1)[0]
-        if not (following.isupper() or following.isdigit() or following in "\"'‘“([¿¡"):
+        following = m.group(1)
+        if following is not None and not (following.isupper() or following.isdigit() or following in "\"'‘“([¿¡"):
             continue
         if text[m.start()] == ".":
             before = _WORD_BEFORE.search(text, cursor, m.start() + 1)
             word = before.group(1).lower() if before else ""
             if word in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+                continue
+            if _ENUMERATOR.fullmatch(text, *_strip_span(text, cursor, m.start())):
                 continue
         s, e = _strip_span(text, cursor, m.end())
         if s < e:
@@ -134,29 +145,67 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
 
 @dataclass(frozen=True, slots=True)
 class _Block:
-    kind: str  # "heading" | "lines" | "paragraph"
+    kind: str  # "heading" | "lines" | "paragraph" | "code"
     start: int
     end: int
     level: int = 0
     heading: str = ""
 
 
+def _fences(text: str) -> list[Span]:
+    """(start, end) of every closed fenced code block, fence lines included."""
+    fences, pos, opened = [], 0, None
+    for line in text.split("\n"):
+        start, pos = pos, pos + len(line) + 1
+        m = _FENCE.match(line)
+        if m is None:
+            continue
+        if opened is None:
+            opened = (start, m.group(1))
+        elif m.group(1)[0] == opened[1][0] and len(m.group(1)) >= len(opened[1]) and not line[m.end() :].strip():
+            fences.append((opened[0], start + len(line)))
+            opened = None
+    return fences
+
+
 def _blocks(text: str) -> Iterator[_Block]:
-    """Headings and body blocks in document order; Markdown heading lines split blocks."""
-    for m in _BLOCK.finditer(text):
+    """Headings and body blocks in document order; fenced code is one block whatever it holds."""
+    pos = 0
+    for start, end in _fences(text) + [(len(text), len(text))]:
+        yield from _text_blocks(text, pos, start)
+        if start < end:  # the lines between the fences
+            s, e = _strip_span(text, text.index("\n", start) + 1, text.rindex("\n", start, end))
+            if s < e:
+                yield _Block("code", s, e)
+        pos = end
+
+
+def _text_blocks(text: str, start: int, end: int) -> Iterator[_Block]:
+    """The blocks of text[start:end] (no code fences in it); Markdown heading lines split blocks."""
+    for m in _BLOCK.finditer(text, start, end):
         lines = _lines(text, m.start(), m.end())
         body: list[Span] = []
+        underline = False
         for i, (s, e) in enumerate(lines):
+            if underline:  # the setext underline of the heading just yielded
+                underline = False
+                continue
             line = text[s:e]
             md = _MD_HEADING.match(line)
-            setext = i + 1 < len(lines) and not body and _SETEXT.match(text[lines[i + 1][0] : lines[i + 1][1]])
-            if md or (setext and i == 0 and len(lines) == 2):
+            below = text[lines[i + 1][0] : lines[i + 1][1]] if i + 1 < len(lines) else ""
+            setext = i == 0 and not md and _SETEXT.match(below) and not _LIST_ITEM.match(line)
+            if md or setext:
                 yield from _body_block(text, body)
                 body = []
-                level = len(md.group(1)) if md else (1 if "=" in text[lines[1][0] : lines[1][1]] else 2)
-                yield _Block("heading", s, e, level=level, heading=(md.group(2) if md else line).strip())
-                if setext:
-                    break
+                heading = (md.group(2) or "" if md else line).strip()
+                if heading:  # "#" alone is a mark, not a section
+                    level = len(md.group(1)) if md else (1 if "=" in below else 2)
+                    yield _Block("heading", s, e, level=level, heading=heading)
+                underline = bool(setext)
+                continue
+            if _RULE.match(line):
+                yield from _body_block(text, body)
+                body = []
                 continue
             body.append((s, e))
         yield from _body_block(text, body)
@@ -178,6 +227,8 @@ def _units(text: str, block: _Block) -> list[Span]:
     """Sentence-like units of a body block."""
     if block.kind == "paragraph":
         return split_sentences(text, block.start, block.end)
+    if block.kind == "code":
+        return _lines(text, block.start, block.end)
     units: list[Span] = []
     lines = _lines(text, block.start, block.end)
     for i, (s, e) in enumerate(lines):
@@ -192,7 +243,7 @@ def _units(text: str, block: _Block) -> list[Span]:
 def _fit_window(text: str, span: Span, fits: Callable[[str], bool]) -> list[Span]:
     """Cut a span that does not fit the window into pieces at whitespace, halving until each fits."""
     s, e = span
-    if fits(text[s:e]):
+    if fits(text[s:e]) or e - s <= 1:  # one character always goes: the place is capped, so it fits
         return [span]
     cut = text.rfind(" ", s, (s + e) // 2 + 1)
     if cut <= s:
@@ -204,6 +255,8 @@ def _fit_window(text: str, span: Span, fits: Callable[[str], bool]) -> list[Span
 def embedding_text(title: str, section: str, text: str) -> str:
     """What the model sees for a chunk or sentence: its place in the corpus, then the text."""
     where = title + (SECTION_SEPARATOR + section if section else "")
+    if len(where) > MAX_PLACE_CHARS:
+        where = where[: MAX_PLACE_CHARS - 1].rstrip() + "…"
     return f"{where}\n{text}"
 
 
@@ -293,3 +346,50 @@ def _with_unique_ids(chunks: list[Chunk]) -> list[Chunk]:
         seen[c.id] = n + 1
         out.append(c if n == 0 else Chunk(f"{c.id}-{n}", *[getattr(c, f) for f in Chunk.__slots__[1:]]))
     return out
+
+
+# A sentence that opens by pointing back ("It also publishes…", "To this end, it has…")
+# does not say what it is about; it is quoted, and embedded, with the sentence before it.
+_POINTS_BACK = re.compile(
+    r"(?:(?:\w+\W+){0,3}\w+,\s*)?(?:it|its|they|their|them|this|these|those|such|he|she|his|her)\b", re.I
+)
+_BLANK_LINE = re.compile(r"\n[ \t\r\u00a0]*\n")
+
+
+def quote_units(text: str, sentences: Sequence[Span]) -> list[Span]:
+    """For each sentence of one document (in document order): the span to quote for it.
+
+    The sentence itself, or, when it opens with a pronoun pointing back, the sentence before
+    it too (if that one is in the same paragraph). Derived from the offsets, so never stored.
+    """
+    units = []
+    for i, (s, e) in enumerate(sentences):
+        prev = sentences[i - 1] if i else None
+        if prev and prev[1] <= s and _POINTS_BACK.match(text, s) and not _BLANK_LINE.search(text, prev[1], s):
+            units.append((prev[0], e))
+        else:
+            units.append((s, e))
+    return units
+
+
+def unit_spans(chunks: Sequence[Chunk], documents: dict) -> list[Span]:
+    """quote_units for every sentence of every chunk, in chunk order (one per sentence row)."""
+    units: list[Span] = []
+    i = 0
+    while i < len(chunks):
+        j = i
+        while j < len(chunks) and chunks[j].source == chunks[i].source:
+            j += 1
+        sentences = [s for c in chunks[i:j] for s in c.sentences]
+        units += quote_units(documents[chunks[i].source].text, sentences)
+        i = j
+    return units
+
+
+def sentence_embedding_texts(chunks: Sequence[Chunk], documents: dict) -> list[str]:
+    """What the model sees for each sentence row: its quote unit, placed by title and section."""
+    owners = [c for c in chunks for _ in c.sentences]
+    return [
+        embedding_text(c.title, c.section, documents[c.source].text[s:e])
+        for c, (s, e) in zip(owners, unit_spans(chunks, documents))
+    ]

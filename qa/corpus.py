@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 SUFFIXES = (".txt", ".md")
 MAX_TITLE_CHARS = 120
 
-_MD_H1 = re.compile(r"#\s+(.+?)\s*#*\s*$")
+_MD_HEADING = re.compile(r"#{1,6}\s+(.+?)\s*#*\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +42,25 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def file_hash(path: Path) -> str | None:
+    """sha256 of a file's bytes, or None when it cannot be read (to notice when a skipped file changes)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def corpus_files(corpus_dir: Path) -> list[Path]:
-    """The document files below corpus_dir, in a stable order; hidden files and folders are ignored."""
+    """The document files below corpus_dir, in a stable order; hidden files and folders are ignored.
+
+    A dangling symlink is listed too, so that loading it fails with a warning instead of in silence.
+    """
     files = []
     for path in sorted(corpus_dir.rglob("*")):
         rel = path.relative_to(corpus_dir)
         if any(part.startswith(".") for part in rel.parts):
             continue
-        if path.suffix.lower() in SUFFIXES and path.is_file():
+        if path.suffix.lower() in SUFFIXES and (path.is_file() or (path.is_symlink() and not path.exists())):
             files.append(path)
     return files
 
@@ -74,12 +85,15 @@ def read_document(path: Path, source: str) -> Document:
 
 
 def document_title(text: str, source: str) -> str:
-    """The Markdown H1 or short first line of the text; else a name made from the file name."""
+    """The Markdown heading or short first line of the text; else a name made from the file name."""
     first = text.lstrip().split("\n", 1)[0].strip()
-    match = _MD_H1.match(first)
+    match = _MD_HEADING.match(first)
     if match:
-        return match.group(1)
-    if first and len(first) <= MAX_TITLE_CHARS and first[-1] not in ".!?:;,":
+        first = match.group(1)
+    if (
+        first and len(first) <= MAX_TITLE_CHARS and (match or first[-1] not in ".!?:;,")
+        and any(ch.isalnum() for ch in first)  # "---" (a rule, front matter) is no title
+    ):
         return first
     stem = Path(source).stem
     return re.sub(r"[_-]+", " ", stem).strip().capitalize() or source
@@ -89,14 +103,15 @@ def load_corpus(corpus_dir: str | Path) -> Corpus:
     """Every usable document below corpus_dir; raises CorpusError if there is none."""
     root = Path(corpus_dir)
     if not root.is_dir():
-        raise CorpusError(f"corpus folder {root} does not exist — create it and put .txt or .md files in it")
+        problem = "is not a folder" if root.exists() else "does not exist"
+        raise CorpusError(f"corpus folder {root} {problem} — create it and put .txt or .md files in it")
     documents, skipped = [], []
     for path in corpus_files(root):
         source = path.relative_to(root).as_posix()
         try:
             documents.append(read_document(path, source))
         except CorpusError as e:
-            logger.warning("skipping %s", e)
+            logger.warning("%s — skipped", e)
             skipped.append((source, str(e)))
     if not documents:
         detail = f" ({len(skipped)} skipped: {skipped[0][1]}…)" if skipped else ""

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -35,10 +36,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .chunking import Chunk, ChunkerSettings, chunk_document, embedding_text
-from .corpus import Document, load_corpus, corpus_files, content_hash
+from .chunking import Chunk, ChunkerSettings, chunk_document, embedding_text, sentence_embedding_texts
+from .corpus import Document, load_corpus, corpus_files, content_hash, file_hash
 from .embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, export_onnx, token_counter
-from .errors import IndexCorruptError, IndexNotFoundError, StaleIndexError
+from .errors import CorpusError, IndexCorruptError, IndexNotFoundError, StaleIndexError
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,11 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 HNSW_THRESHOLD = 50_000  # exact search stays under ~3 ms below this many chunks
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
+# The only names a build writes; nothing else in the folder is ever deleted.
+_DATA_FILE = re.compile(r"(?:documents|chunks|vectors|sentences)\.[0-9a-f]{12}\.(?:jsonl|faiss|npy)|encoder\.[0-9a-f]{12}")
+_TEMP_FILE = re.compile(r"\.(?:documents|chunks|vectors|sentences|encoder|manifest\.json)\..*\.tmp")
+# What load and staleness read from a manifest: (key, type) at the top level and below "model".
+_MANIFEST_KEYS = {"model": dict, "chunker": dict, "documents": dict, "counts": dict, "files": dict}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,18 +112,26 @@ def _text_key(text: str) -> str:
 
 
 def read_manifest(index_dir: str | Path) -> dict:
+    """The manifest of an index folder, checked for the keys the loader relies on."""
     folder = Path(index_dir)
     path = folder / MANIFEST
+    fix = f"run: python -m qa build --index {folder}"
     if not path.is_file():
-        raise IndexNotFoundError(f"no index in {folder}/ — run: python -m qa build --index {folder}")
+        raise IndexNotFoundError(f"no index in {folder}/ — {fix}")
     try:
         manifest = json.loads(path.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise IndexCorruptError(f"{path} is unreadable ({e}) — run: python -m qa build --index {folder}") from e
-    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
-        raise StaleIndexError(
-            f"{folder}/ was written by another version of qa — run: python -m qa build --index {folder}"
-        )
+        raise IndexCorruptError(f"{path} is unreadable ({e}) — {fix}") from e
+    if not isinstance(manifest, dict):
+        raise IndexCorruptError(f"{path} is not an index manifest (not a JSON object) — {fix}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise StaleIndexError(f"{folder}/ was written by another version of qa — {fix}")
+    bad = [key for key, kind in _MANIFEST_KEYS.items() if not isinstance(manifest.get(key), kind)]
+    model = manifest.get("model")
+    if isinstance(model, dict) and not (isinstance(model.get("name"), str) and isinstance(model.get("dim"), int)):
+        bad.append("model.name/dim")
+    if bad:
+        raise IndexCorruptError(f"{path} is damaged (bad or missing: {', '.join(bad)}) — {fix}")
     return manifest
 
 
@@ -136,21 +150,26 @@ def staleness(
     if corpus_dir is not None:
         root = Path(corpus_dir)
         built = manifest["documents"]
-        skipped = set(manifest.get("skipped", []))
+        # {source: sha256 of its bytes}; an index of format 1 may hold a plain list (no hashes)
+        skipped = manifest.get("skipped") or {}
+        skipped = skipped if isinstance(skipped, dict) else dict.fromkeys(skipped, "")
         current = {}
         for path in corpus_files(root) if root.is_dir() else []:
-            source = path.relative_to(root).as_posix()
-            try:
-                current[source] = content_hash(path.read_bytes().decode("utf-8").removeprefix("\ufeff"))
-            except (OSError, UnicodeDecodeError):
-                current[source] = None
-        for source in sorted(current.keys() - built.keys() - skipped):
+            current[path.relative_to(root).as_posix()] = path
+        for source in sorted(current.keys() - built.keys() - skipped.keys()):
             reasons.append(f"{source} was added")
         for source in sorted(built.keys() - current.keys()):
             reasons.append(f"{source} was removed")
         for source in sorted(current.keys() & built.keys()):
-            if current[source] != built[source]["sha256"]:
+            try:
+                text = current[source].read_bytes().decode("utf-8").removeprefix("\ufeff")
+            except (OSError, UnicodeDecodeError):
+                text = None
+            if text is None or content_hash(text) != built[source].get("sha256"):
                 reasons.append(f"{source} changed")
+        for source in sorted(current.keys() & skipped.keys()):
+            if skipped[source] and file_hash(current[source]) != skipped[source]:
+                reasons.append(f"{source} changed (it was skipped as unusable when the index was built)")
     return reasons
 
 
@@ -222,11 +241,8 @@ def _previous_vectors(folder: Path, model: str) -> dict[str, np.ndarray]:
     chunk_vectors = data.vectors.reconstruct_n(0, data.vectors.ntotal)
     for chunk, vec in zip(data.chunks, chunk_vectors):
         cache[_text_key(embedding_text(chunk.title, chunk.section, chunk.text))] = vec
-    for row, chunk_no in enumerate(data.sentence_chunk):
-        chunk = data.chunks[chunk_no]
-        s, e = chunk.sentences[row - data.sentence_rows[chunk_no]]
-        text = data.documents[chunk.source].text[s:e]
-        cache[_text_key(embedding_text(chunk.title, chunk.section, text))] = data.sentence_vectors[row]
+    for text, vec in zip(sentence_embedding_texts(data.chunks, data.documents), data.sentence_vectors):
+        cache[_text_key(text)] = vec
     return cache
 
 
@@ -251,11 +267,11 @@ def build_index(
     count_tokens = token_counter(name) if embedder is None else None
 
     chunks = [c for doc in corpus.documents for c in chunk_document(doc, settings, count_tokens)]
+    if not chunks:
+        raise CorpusError(f"the documents in {corpus_dir} hold no text to index besides their titles")
     docs = {d.source: d for d in corpus.documents}
     chunk_texts = [embedding_text(c.title, c.section, c.text) for c in chunks]
-    sentence_texts = [
-        embedding_text(c.title, c.section, docs[c.source].text[s:e]) for c in chunks for s, e in c.sentences
-    ]
+    sentence_texts = sentence_embedding_texts(chunks, docs)
 
     folder.mkdir(parents=True, exist_ok=True)
     cache = _previous_vectors(folder, name)
@@ -284,8 +300,7 @@ def build_index(
               "end": c.end, "text": c.text, "sentences": [list(s) for s in c.sentences]} for c in chunks]
         )),
         "vectors": _put(folder, "vectors", ".faiss", lambda p: faiss.write_index(index, str(p))),
-        "sentences": _put(folder, "sentences", ".npy",
-                          lambda p: np.save(open(p, "wb"), np.ascontiguousarray(sentence_vectors))),
+        "sentences": _put(folder, "sentences", ".npy", lambda p: _save_npy(p, sentence_vectors)),
     }
     old = _read_manifest_quietly(folder)
     if query_encoder and isinstance(reference, SentenceTransformerEmbedder):
@@ -298,9 +313,10 @@ def build_index(
         "index_type": index_type,
         "corpus_dir": str(Path(corpus_dir).resolve()),
         "documents": {d.source: {"sha256": d.sha256, "title": d.title, "chars": len(d.text)} for d in corpus.documents},
-        "skipped": [source for source, _ in corpus.skipped],
+        "skipped": {source: file_hash(Path(corpus_dir) / source) for source, _ in corpus.skipped},
         "counts": {"documents": len(docs), "chunks": len(chunks), "sentences": len(sentence_texts)},
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": round(time.perf_counter() - started, 2),
         "files": files,
     }
     _atomic_write(folder / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2, ensure_ascii=False)))
@@ -310,6 +326,12 @@ def build_index(
         embedded=len(missing), reused=len(set(keys)) - len(missing), skipped=corpus.skipped,
         index_type=index_type, seconds=time.perf_counter() - started,
     )
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    # np.save(path) would append ".npy" to the temporary name; an open file keeps the name.
+    with open(path, "wb") as f:
+        np.save(f, np.ascontiguousarray(array), allow_pickle=False)
 
 
 def _read_manifest_quietly(folder: Path) -> dict | None:
@@ -342,14 +364,22 @@ def _encoder(folder: Path, reference: SentenceTransformerEmbedder, old: dict | N
 
 
 def _collect_garbage(folder: Path, keep: list[dict]) -> None:
+    """Remove data files of older generations and stale temporary files; nothing else is touched."""
     wanted = {MANIFEST} | {e["name"] for m in keep for e in m.get("files", {}).values()}
     for path in folder.iterdir():
         if path.name in wanted:
             continue
-        if path.name.startswith(".") and time.time() - path.stat().st_mtime < 3600:
-            continue  # a temporary file of a build that may still be running
-        if path.name.startswith((".", "documents.", "chunks.", "vectors.", "sentences.", "encoder.")):
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        if _TEMP_FILE.fullmatch(path.name):
+            if time.time() - path.stat().st_mtime < 3600:
+                continue  # a temporary file of a build that may still be running
+        elif not _DATA_FILE.fullmatch(path.name):
+            continue  # not ours: an index folder may be shared with a README, .gitignore…
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _json_lines(path: Path) -> list[str]:
+    # Split on "\n" only: str.splitlines() would also split at U+2028 or U+0085 inside a JSON string.
+    return [line for line in path.read_text("utf-8").split("\n") if line.strip()]
 
 
 def load_index(index_dir: str | Path = "index", verify: bool = True) -> IndexData:
@@ -368,32 +398,38 @@ def load_index(index_dir: str | Path = "index", verify: bool = True) -> IndexDat
             if verify and _sha256_file(path) != files[key]["sha256"]:
                 raise IndexCorruptError(f"{path} does not match its manifest (damaged?) — {fix}")
         documents = {}
-        for line in paths["documents"].read_text("utf-8").splitlines():
+        for line in _json_lines(paths["documents"]):
             row = json.loads(line)
             documents[row["source"]] = Document(row["source"], row["title"], row["text"], row["sha256"])
         chunks, rows = [], [0]
-        for line in paths["chunks"].read_text("utf-8").splitlines():
+        for line in _json_lines(paths["chunks"]):
             r = json.loads(line)
             chunks.append(Chunk(r["id"], r["source"], r["title"], r["section"], r["start"], r["end"], r["text"],
                                 tuple((s, e) for s, e in r["sentences"])))
             rows.append(rows[-1] + len(r["sentences"]))
         vectors = faiss.read_index(str(paths["vectors"]))
         sentence_vectors = np.load(paths["sentences"], allow_pickle=False)
+        counts = manifest["counts"]
+        consistent = (
+            (counts.get("documents"), counts.get("chunks"), counts.get("sentences"))
+            == (len(documents), len(chunks), rows[-1])
+            and vectors.ntotal == len(chunks) and vectors.d == manifest["model"]["dim"]
+            and sentence_vectors.shape == (rows[-1], manifest["model"]["dim"])
+        )
+        if not consistent:
+            raise IndexCorruptError(f"index files in {folder}/ disagree with each other or the manifest — {fix}")
+        if verify and any(documents[c.source].text[c.start : c.end] != c.text for c in chunks):
+            raise IndexCorruptError(f"chunk offsets in {folder}/ do not match the documents — {fix}")
     except IndexCorruptError:
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
         raise IndexCorruptError(f"index in {folder}/ is unreadable ({type(e).__name__}: {e}) — {fix}") from e
-
-    dim = manifest["model"]["dim"]
-    if vectors.ntotal != len(chunks) or vectors.d != dim or sentence_vectors.shape != (rows[-1], dim):
-        raise IndexCorruptError(f"index files in {folder}/ disagree with each other — {fix}")
-    if verify and any(documents[c.source].text[c.start : c.end] != c.text for c in chunks):
-        raise IndexCorruptError(f"chunk offsets in {folder}/ do not match the documents — {fix}")
     if hasattr(vectors, "hnsw"):
         vectors.hnsw.efSearch = HNSW_EF_SEARCH
 
     encoder_dir = None
     entry = files.get("encoder")
+    entry = entry if isinstance(entry, dict) and isinstance(entry.get("name"), str) else None
     if entry and (folder / entry["name"]).is_dir():
         encoder_dir = folder / entry["name"]
     return IndexData(folder, manifest, documents, chunks, vectors, sentence_vectors, np.array(rows), encoder_dir)
