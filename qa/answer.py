@@ -65,6 +65,7 @@ class Scoring:
     min_missing_coverage: float = 0.35  # …and abstain unless some top sentence is about them (a paraphrase)
     follow_ratio: float = 0.85  # a further quote must score at least this share of the first
     type_weight: float = 0.15  # bonus for a sentence of the asked type (a number for "how many"…)
+    field_weight: float = 0.25  # bonus for a "Key: value" line whose key the question names
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,23 +87,58 @@ _ASKS_KIND = re.compile(r"\b(?:what|which) (?!(?:is|are|was|were|does|do|did|can
                         r"should|the|a|an|kind|type|sort|of|about|if|else)\b)([a-z]+)", re.I)
 
 
-def answer_check(question: str, terms_of) -> "Callable[[str], bool] | None":
-    """A test a sentence must pass to be of the asked type, or None when the form does not say."""
+_ASKS_DEFINITION = re.compile(
+    r"^\W*(?:(?:what|who)(?: exactly)? (?:is|are|was|were)|tell me about|describe|explain|what does) (.+?)(?: mean)?\W*$",
+    re.I,
+)
+_DEFINES = re.compile(r"\b(?:is|are|was|were)\s+(?:a|an|the|one)\b|,\s+(?:a|an)\s|\bmeans\b|\brefers to\b", re.I)
+_FIELD = re.compile(r"\W*([A-Z][\w'’ ()/&-]{0,40}?):\s")
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """A bonus for sentences whose form fits what the question asks."""
+
+    test: Callable[[str], bool]
+    weight: float
+    widens: bool = False  # a quote lacking it may take in the next sentence that has it
+    earliest: bool = False  # full weight only for the first passing sentence of a document
+
+
+def question_hints(question: str, terms_of: Callable[[str], list[str]], scoring: "Scoring") -> list[Hint]:
+    """What the question's form says a good answer looks like: a number for "how many", a time for
+    "when", the thing named after "which", a definition for "what is X", a "Key: value" line whose key
+    the question names. Each is a bonus, never a filter."""
+    hints = []
     if _ASKS_NUMBER.search(question):
-        return lambda text: bool(_NUMBER.search(text))
-    if _ASKS_TIME.search(question):
-        return lambda text: bool(_TIME.search(text))
-    kind = _ASKS_KIND.search(question)
-    if kind:
-        wanted = terms_of(kind.group(1))
-        if wanted:
-            return lambda text: wanted[0] in terms_of(text)
-    return None
+        hints.append(Hint(lambda text: bool(_NUMBER.search(text)), scoring.type_weight, widens=True))
+    elif _ASKS_TIME.search(question):
+        hints.append(Hint(lambda text: bool(_TIME.search(text)), scoring.type_weight, widens=True))
+    elif (kind := _ASKS_KIND.search(question)) and (wanted := terms_of(kind.group(1))):
+        hints.append(Hint(lambda text: wanted[0] in terms_of(text), scoring.type_weight, widens=True))
+    elif (subject := _ASKS_DEFINITION.match(question)) and (named := terms_of(subject.group(1))):
+        head = named[-1]
+        # documents define a thing where they first introduce it
+        hints.append(Hint(lambda text: head in terms_of(text[:80]) and bool(_DEFINES.search(text)),
+                          scoring.type_weight, earliest=True))
+    asked = set(terms_of(question))
+    if asked:
+        def names_field(text: str) -> bool:
+            m = _FIELD.match(text)
+            return bool(m) and bool(set(terms_of(m.group(1))) & asked)
+
+        hints.append(Hint(names_field, scoring.field_weight))
+    return hints
+
+
+def answer_check(hints: list[Hint]) -> Callable[[str], bool] | None:
+    """The test a quote may be widened to pass (a number, a time, the thing asked for), if any."""
+    return next((h.test for h in hints if h.widens), None)
 
 
 def score_sentences(
     data: IndexData, units: list[tuple[int, int]], qvec: np.ndarray, lexical: np.ndarray,
-    chunks: list[tuple[int, float]], scoring: Scoring, check=None,
+    chunks: list[tuple[int, float]], scoring: Scoring, hints: list[Hint] = (),
 ) -> list[Candidate]:
     """Candidates from the given chunks, best first. lexical: BM25 score of every sentence unit."""
     if not chunks:
@@ -118,8 +154,16 @@ def score_sentences(
     lex = lex / top if top > 0 else lex
     scores = sentence_sim + scoring.chunk_weight * np.array([chunk_sim_of[o] for o in owners.tolist()]) \
         + scoring.lexical_weight * lex
-    if check is not None:
-        scores += scoring.type_weight * np.array([check(unit_text(data, units, int(r))) for r in rows])
+    for hint in hints:
+        passed = np.array([hint.test(unit_text(data, units, int(r))) for r in rows], dtype=np.float32)
+        if hint.earliest:
+            first: dict[str, int] = {}
+            for i in np.flatnonzero(passed):
+                source = data.chunks[int(owners[i])].source
+                if rows[i] < first.get(source, rows[i] + 1):
+                    first[source] = int(rows[i])
+            passed *= np.array([1.0 if int(r) in first.values() else 0.5 for r in rows])
+        scores += hint.weight * passed
     order = np.argsort(-scores, kind="stable")
     return [Candidate(int(rows[i]), int(owners[i]), float(scores[i]), float(sentence_sim[i])) for i in order]
 

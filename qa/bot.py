@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .answer import Answer, Candidate, Scoring, answer_check, score_sentences, select_quotes, render, render_refusal
+from .answer import Answer, Candidate, Scoring, answer_check, question_hints, score_sentences, select_quotes, render, render_refusal
 from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
 from .conversation import Message, resolve
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
@@ -21,7 +21,7 @@ from .retrieval import Lexicon, Passage, Retriever
 logger = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
-_WORDS = re.compile(r"(?u)\b\w\w+\b")
+_WORDS = re.compile(r"[^\W_]{2,}")
 # Control characters (but tab and newline), lone surrogates, zero-width and bidi controls.
 _INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
@@ -77,12 +77,12 @@ class Bot:
         terms = self.retriever.lexicon.terms(query)
         ranked = self.retriever.rank(qvec, terms, self.scoring.candidate_chunks)
         lexical = self.sentence_lexicon.scores(self.sentence_lexicon.terms(query))
-        check = answer_check(query, self.sentence_lexicon.terms)
-        candidates = score_sentences(self.data, self.units, qvec, lexical, ranked, self.scoring, check)
+        hints = question_hints(query, self.sentence_lexicon.terms, self.scoring)
+        candidates = score_sentences(self.data, self.units, qvec, lexical, ranked, self.scoring, hints)
         reason = self._abstain_reason(query, candidates)
         if reason:
             return Answer(render_refusal(query, self.suggestions(), reason), [], True, query)
-        quotes = select_quotes(self.data, self.units, candidates, self.scoring, check)
+        quotes = select_quotes(self.data, self.units, candidates, self.scoring, answer_check(hints))
         return Answer(render(quotes, query, resolved.kind == "followup"), quotes, False, query)
 
     def _abstain_reason(self, query: str, candidates: list[Candidate]) -> str | None:

@@ -168,7 +168,7 @@ def staleness(
             if text is None or content_hash(text) != built[source].get("sha256"):
                 reasons.append(f"{source} changed")
         for source in sorted(current.keys() & skipped.keys()):
-            if skipped[source] and file_hash(current[source]) != skipped[source]:
+            if skipped[source] and (file_hash(current[source]) or "unreadable") != skipped[source]:
                 reasons.append(f"{source} changed (it was skipped as unusable when the index was built)")
     return reasons
 
@@ -237,12 +237,19 @@ def _previous_vectors(folder: Path, model: str) -> dict[str, np.ndarray]:
         return {}
     if data.manifest["model"]["name"] != model:
         return {}
+    # The keys stored at build time name what was embedded then; deriving them again from today's
+    # code would pair old vectors with new texts whenever the embedding text changes.
     cache = {}
     chunk_vectors = data.vectors.reconstruct_n(0, data.vectors.ntotal)
-    for chunk, vec in zip(data.chunks, chunk_vectors):
-        cache[_text_key(embedding_text(chunk.title, chunk.section, chunk.text))] = vec
-    for text, vec in zip(sentence_embedding_texts(data.chunks, data.documents), data.sentence_vectors):
-        cache[_text_key(text)] = vec
+    records = (folder / data.manifest["files"]["chunks"]["name"]).read_text("utf-8").splitlines()
+    sentence_keys = []
+    for line, vec in zip(records, chunk_vectors):
+        record = json.loads(line)
+        if "key" not in record:
+            return {}
+        cache[record["key"]] = vec
+        sentence_keys += record["sentence_keys"]
+    cache.update(zip(sentence_keys, data.sentence_vectors))
     return cache
 
 
@@ -285,6 +292,8 @@ def build_index(
     dim = reference.dim
     matrix = np.stack([cache[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, dim), np.float32)
     chunk_vectors, sentence_vectors = matrix[: len(chunks)], matrix[len(chunks) :]
+    chunk_keys, sentence_keys = keys[: len(chunks)], keys[len(chunks) :]
+    bounds = np.cumsum([0] + [len(c.sentences) for c in chunks]).tolist()
 
     index = _faiss_index(np.ascontiguousarray(chunk_vectors))
     index_type = "hnsw" if len(chunks) >= HNSW_THRESHOLD else "flat"
@@ -297,7 +306,9 @@ def build_index(
         )),
         "chunks": _put(folder, "chunks", ".jsonl", _write_jsonl(
             [{"id": c.id, "source": c.source, "title": c.title, "section": c.section, "start": c.start,
-              "end": c.end, "text": c.text, "sentences": [list(s) for s in c.sentences]} for c in chunks]
+              "end": c.end, "text": c.text, "sentences": [list(s) for s in c.sentences],
+              "key": chunk_keys[i], "sentence_keys": sentence_keys[bounds[i] : bounds[i + 1]]}
+             for i, c in enumerate(chunks)]
         )),
         "vectors": _put(folder, "vectors", ".faiss", lambda p: faiss.write_index(index, str(p))),
         "sentences": _put(folder, "sentences", ".npy", lambda p: _save_npy(p, sentence_vectors)),
@@ -313,7 +324,7 @@ def build_index(
         "index_type": index_type,
         "corpus_dir": str(Path(corpus_dir).resolve()),
         "documents": {d.source: {"sha256": d.sha256, "title": d.title, "chars": len(d.text)} for d in corpus.documents},
-        "skipped": {source: file_hash(Path(corpus_dir) / source) for source, _ in corpus.skipped},
+        "skipped": {source: file_hash(Path(corpus_dir) / source) or "unreadable" for source, _ in corpus.skipped},
         "counts": {"documents": len(docs), "chunks": len(chunks), "sentences": len(sentence_texts)},
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "build_seconds": round(time.perf_counter() - started, 2),
