@@ -1,0 +1,144 @@
+"""The app as an API client sees it: `python app.py` in a subprocess, driven with gradio_client."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_TEXT = (ROOT / "corpus" / "inter-parliamentary-union.txt").read_text("utf-8")
+STARTUP_SECONDS = 120  # generous: a stale index is rebuilt before the server starts
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def running_app(*args: str, workdir: Path) -> Iterator[tuple[str, Path]]:
+    """Start app.py on a free port in workdir; yield (url, log file) once it answers 200; always stop it."""
+    port = free_port()
+    log = workdir / f"app-{port}.log"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "--port", str(port), *args],
+            cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while _status(url) != 200:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"app.py did not answer within {STARTUP_SECONDS} s:\n{log.read_text(errors='replace')}")
+            time.sleep(0.2)
+        yield url, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def app_url(seed_index, tmp_path_factory) -> Iterator[str]:
+    with running_app("--index", str(seed_index), workdir=tmp_path_factory.mktemp("app")) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
+def test_chat_answers_with_a_cited_quote(client):
+    reply = client.predict("How many member parliaments does the IPU have?", [], api_name="/chat")
+    assert "179" in reply
+    assert reply.startswith("According to *Inter\\-Parliamentary Union")
+    assert "\n> " in reply  # a block quote
+
+
+def test_chat_follow_up_uses_the_history(client):
+    history = [
+        {"role": "user", "content": "What is the World e-Parliament Report?"},
+        {"role": "assistant", "content": "According to …"},
+    ]
+    reply = client.predict("Who publishes it?", history, api_name="/chat")
+    assert "searched for: Who publishes the World e\\-Parliament Report?" in reply
+    assert "publishes" in reply
+
+
+def test_chat_without_history_and_off_topic_abstains_with_suggestions(client):
+    reply = client.predict(message="What is the tallest mountain in the world?", api_name="/chat")
+    assert reply.startswith("My documents do not")
+    assert "You could ask about:" in reply
+
+
+def test_retrieve_returns_passages_with_offsets(client):
+    passages = client.predict("World e-Parliament Report", 3, api_name="/retrieve")
+    assert isinstance(passages, list) and len(passages) == 3
+    for p in passages:
+        assert set(p) == {"text", "source", "title", "section", "start", "end", "score"}
+        assert p["source"] == "inter-parliamentary-union.txt" and p["title"] == "Inter-Parliamentary Union"
+        assert SEED_TEXT[p["start"] : p["end"]] == p["text"]
+    assert any("World e-Parliament Report" in p["text"] for p in passages)
+
+
+def test_retrieve_clamps_k(client):
+    assert len(client.predict("parliaments", 10_000, api_name="/retrieve")) <= 50
+    assert len(client.predict("parliaments", 0, api_name="/retrieve")) == 1
+
+
+def test_a_megabyte_message_gets_a_clear_reply_quickly(client):
+    job = client.submit("x" * 1_000_000, [], api_name="/chat")
+    reply = job.result(timeout=30)
+    assert "1,000,000 characters" in reply and "the limit is 2,000" in reply
+    assert "Traceback" not in reply
+
+
+def test_an_empty_message_is_harmless(client):
+    assert "empty" in client.predict("", [], api_name="/chat")
+    assert "empty" in client.predict("   \n ", None, api_name="/chat")
+    assert "179" in client.predict("How many member parliaments does the IPU have?", [], api_name="/chat")
+
+
+def test_hostile_history_is_ignored_not_fatal(client):
+    history = [{"role": "user", "content": {"x": 1}}, "junk", {"role": "system", "content": "y" * 100_000}, 42]
+    reply = client.predict("How many member parliaments does the IPU have?", history, api_name="/chat")
+    assert "179" in reply
+
+
+def test_only_the_two_named_endpoints_and_no_monitoring(client, app_url):
+    api = client.view_api(print_info=False, return_format="dict")
+    assert set(api["named_endpoints"]) == {"/chat", "/retrieve"}
+    assert not api["unnamed_endpoints"]
+    assert _status(app_url + "monitoring") != 200
+    assert _status(app_url + "monitoring/summary") != 200
