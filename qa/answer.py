@@ -60,9 +60,7 @@ class Scoring:
     chunk_weight: float = 0.5  # how much a sentence inherits from its chunk's similarity
     lexical_weight: float = 0.25  # BM25 of the sentence, scaled to [0, 1] by the best candidate
     candidate_chunks: int = 8
-    min_similarity: float = 0.30  # below this best-sentence cosine the corpus is not about the question
-    max_missing_share: float = 0.60  # above this share of the query's IDF in unknown terms, check them…
-    min_missing_coverage: float = 0.35  # …and abstain unless some top sentence is about them (a paraphrase)
+    min_support: float = 0.29  # abstain below this support (similarity discounted by missing terms; README)
     follow_ratio: float = 0.85  # a further quote must score at least this share of the first
     type_weight: float = 0.15  # bonus for a sentence of the asked type (a number for "how many"…)
     field_weight: float = 0.25  # bonus for a "Key: value" line whose key the question names
@@ -93,6 +91,12 @@ _ASKS_DEFINITION = re.compile(
 )
 _DEFINES = re.compile(r"\b(?:is|are|was|were)\s+(?:a|an|the|one)\b|,\s+(?:a|an)\s|\bmeans\b|\brefers to\b", re.I)
 _FIELD = re.compile(r"\W*([A-Z][\w'’ ()/&-]{0,40}?):\s")
+
+
+def asked_kind(question: str) -> str:
+    """The noun after "what"/"which" that names the kind of answer ("what year" -> "year"), or ""."""
+    m = _ASKS_KIND.search(question)
+    return m.group(1) if m else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .answer import Answer, Candidate, Scoring, answer_check, question_hints, score_sentences, select_quotes, render, render_refusal
+from .answer import Answer, Candidate, Scoring, answer_check, asked_kind, question_hints, score_sentences, select_quotes, render, render_refusal
 from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
 from .conversation import Message, resolve
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
 _WORDS = re.compile(r"[^\W_]{2,}")
+_NOT_ABOUT = "My documents do not answer that: nothing in them is about this question."
+_NOT_SAID = "My documents do not say that: they mention the topic but not what you asked."
 # Control characters (but tab and newline), lone surrogates, zero-width and bidi controls.
 _INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
@@ -49,7 +51,8 @@ class Bot:
         self.retriever = Retriever(data, mode)
         self.units = unit_spans(data.chunks, data.documents)
         # Title and section go with every sentence: what the whole document is about carries no weight.
-        self.sentence_lexicon = Lexicon(sentence_embedding_texts(data.chunks, data.documents))
+        self._unit_texts = sentence_embedding_texts(data.chunks, data.documents)
+        self.sentence_lexicon = Lexicon(self._unit_texts)
         self._sections = _sections(data)
 
     @property
@@ -86,21 +89,32 @@ class Bot:
         return Answer(render(quotes, query, resolved.kind == "followup"), quotes, False, query)
 
     def _abstain_reason(self, query: str, candidates: list[Candidate]) -> str | None:
-        """Why the corpus does not answer, or None. Thresholds: see Scoring and the README."""
-        s = self.scoring
-        if not candidates or max(c.similarity for c in candidates[:3]) < s.min_similarity:
-            return "My documents do not answer that: nothing in them is about this question."
+        """Why the corpus does not answer, or None.
+
+        support = similarity of the best sentence, discounted by the share of the question's
+        information (IDF-weighted terms) that the top sentence lacks, unless those missing words
+        mean what the sentence says anyway ("free speech" ~ "freedom of expression"). The word
+        after "what"/"which" names the kind of answer ("what year"), so it is not required.
+        """
+        if not candidates:
+            return _NOT_ABOUT
+        best = max(c.similarity for c in candidates[:3])
+        floor = self.scoring.min_support
+        if best < floor:
+            return _NOT_ABOUT
         lexicon = self.sentence_lexicon
-        terms = lexicon.terms(query)
-        if lexicon.missing_share(terms) < s.max_missing_share:
-            return None
-        # Most of the question is in words the corpus never uses: answer only if the best
-        # sentences are about those words anyway, in other words ("free speech" ~ "freedom of expression").
-        missing = " ".join(w for w in _WORDS.findall(query) if lexicon.terms(w) and lexicon.terms(w)[0] not in lexicon.df)
-        rows = [c.row for c in candidates[:3]]
-        coverage = float((self.data.sentence_vectors[rows] @ self.encode(missing)).max()) if missing else 1.0
-        if coverage < s.min_missing_coverage:
-            return "My documents do not say that: they mention the topic but not what you asked."
+        kind = asked_kind(query)
+        terms = [t for t in dict.fromkeys(lexicon.terms(query)) if t not in lexicon.terms(kind)]
+        present = set(lexicon.terms(self._unit_texts[candidates[0].row]))
+        missing = [t for t in terms if t not in present]
+        total = sum(lexicon.idf(t) for t in terms)
+        share = sum(lexicon.idf(t) for t in missing) / total if total else 0.0
+        if best * (1 - share) >= floor:
+            return None  # supported whatever the missing words mean: skip encoding them
+        words = " ".join(w for w in _WORDS.findall(query) if (t := lexicon.terms(w)) and t[0] in missing)
+        coverage = max(0.0, float(self.data.sentence_vectors[candidates[0].row] @ self.encode(words)))
+        if best * (1 - share * (1 - coverage)) < floor:
+            return _NOT_SAID
         return None
 
     def suggestions(self, n: int = 5) -> list[str]:
