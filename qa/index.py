@@ -241,7 +241,7 @@ def _previous_vectors(folder: Path, model: str) -> dict[str, np.ndarray]:
     # code would pair old vectors with new texts whenever the embedding text changes.
     cache = {}
     chunk_vectors = data.vectors.reconstruct_n(0, data.vectors.ntotal)
-    records = (folder / data.manifest["files"]["chunks"]["name"]).read_text("utf-8").splitlines()
+    records = _json_lines(folder / data.manifest["files"]["chunks"]["name"])
     sentence_keys = []
     for line, vec in zip(records, chunk_vectors):
         record = json.loads(line)
