@@ -57,6 +57,7 @@ class Answer:
 class Scoring:
     """Weights of the sentence score and the abstention thresholds (calibrated on dev, see README)."""
 
+    dense_weight: float = 1.0  # the sentence's own cosine similarity to the query
     chunk_weight: float = 0.5  # how much a sentence inherits from its chunk's similarity
     lexical_weight: float = 0.25  # BM25 of the sentence, scaled to [0, 1] by the best candidate
     candidate_chunks: int = 8
@@ -156,7 +157,7 @@ def score_sentences(
     lex = lexical[rows]
     top = float(lex.max())
     lex = lex / top if top > 0 else lex
-    scores = sentence_sim + scoring.chunk_weight * np.array([chunk_sim_of[o] for o in owners.tolist()]) \
+    scores = scoring.dense_weight * sentence_sim + scoring.chunk_weight * np.array([chunk_sim_of[o] for o in owners.tolist()]) \
         + scoring.lexical_weight * lex
     for hint in hints:
         passed = np.array([hint.test(unit_text(data, units, int(r))) for r in rows], dtype=np.float32)

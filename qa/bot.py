@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -47,6 +48,11 @@ class Bot:
     """Retrieval and quoting over one loaded index."""
 
     def __init__(self, data: IndexData, encoder: Embedder, mode: str = "hybrid", scoring: Scoring = Scoring()):
+        # One signal alone, for comparison (python -m qa eval --mode): chunk ranking and sentence scoring both.
+        if mode == "dense":
+            scoring = replace(scoring, lexical_weight=0.0)
+        elif mode == "bm25":
+            scoring = replace(scoring, dense_weight=0.0, chunk_weight=0.0)
         self.data, self.encoder, self.scoring = data, encoder, scoring
         self.retriever = Retriever(data, mode)
         self.units = unit_spans(data.chunks, data.documents)
