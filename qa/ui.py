@@ -50,14 +50,15 @@ _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
 _PANEL_EMPTY = '<p class="qa-empty">The passages quoted in an answer appear here, each in its paragraph.</p>'
 _PANEL_NONE = '<p class="qa-empty">The last reply quoted nothing.</p>'
 
+# Gradio's own `.prose blockquote` margin is !important; the panel needs it tighter.
 CSS = """
-.qa-context figure { margin: 0 0 1rem 0; }
-.qa-context figcaption { font-size: 0.85em; opacity: 0.8; margin-bottom: 0.25rem; }
-.qa-context blockquote { margin: 0; padding: 0.5rem 0.75rem; border-left: 3px solid var(--color-accent, #f97316);
-  white-space: pre-wrap; overflow-wrap: anywhere; }
-.qa-context mark { background: #fde68a; color: #111827; padding: 0 0.1em; border-radius: 2px; }
-.qa-context .qa-where { font-size: 0.8em; opacity: 0.7; }
-.qa-empty { opacity: 0.7; }
+#qa-context figure { margin: 0 0 1.25rem 0; }
+#qa-context figcaption { font-size: 0.85em; font-weight: 600; margin: 0 0 0.35rem 0; }
+#qa-context blockquote { margin: 0 !important; padding: 0.4rem 0.75rem; border-left: 3px solid var(--color-accent, #f97316);
+  white-space: pre-wrap; overflow-wrap: anywhere; font-style: normal; }
+#qa-context mark { background: #fde68a; color: #111827; padding: 0 0.1em; border-radius: 2px; }
+#qa-context .qa-where { font-size: 0.8em; opacity: 0.7; margin-top: 0.25rem; }
+#qa-context .qa-empty { opacity: 0.7; }
 """
 
 
@@ -321,7 +322,8 @@ def build_demo(bot: "Bot") -> "gr.Blocks":
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=300):
                 chatbot = gr.Chatbot(
-                    label="Conversation", show_label=False, height=460, min_height=260, buttons=["copy"], feedback_options=None,
+                    label="Conversation", show_label=False, height="62vh", min_height=320, buttons=["copy"],
+                    feedback_options=None,
                     placeholder="Ask a question; I reply with quotes from the documents, or say I cannot.",
                     elem_id="qa-chat",
                 )
