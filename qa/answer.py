@@ -82,6 +82,10 @@ _TIME = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b|\bago\b|\b(?:January|Februar
                    r"August|September|October|November|December|century|decade)\b", re.I)
 _ASKS_NUMBER = re.compile(r"\bhow (?:many|much)\b", re.I)
 _ASKS_TIME = re.compile(r"^\W*when\b|\b(?:what|which) (?:year|date|month|day|decade|century)\b", re.I)
+_ASKS_PLACE = re.compile(r"^\W*where\b", re.I)
+_PLACE = re.compile(r"\b(?:address|located|location|based|headquarter\w*|situated|seat|city|country)\b", re.I)
+# Words that only frame a "where" question ("where is it based?"): the answer need not repeat them.
+PLACE_FRAME = "based located situated headquartered seated"
 _ASKS_KIND = re.compile(r"\b(?:what|which) (?!(?:is|are|was|were|does|do|did|can|could|has|have|had|will|would|"
                         r"should|the|a|an|kind|type|sort|of|about|if|else)\b)([a-z]+)", re.I)
 
@@ -95,7 +99,10 @@ _FIELD = re.compile(r"\W*([A-Z][\w'’ ()/&-]{0,40}?):\s")
 
 
 def asked_kind(question: str) -> str:
-    """The noun after "what"/"which" that names the kind of answer ("what year" -> "year"), or ""."""
+    """Words that name the kind of answer rather than its content: the noun after "what"/"which"
+    ("what year" -> "year"), or the framing verbs of a "where" question; "" when none."""
+    if _ASKS_PLACE.search(question):
+        return PLACE_FRAME
     m = _ASKS_KIND.search(question)
     return m.group(1) if m else ""
 
@@ -119,6 +126,8 @@ def question_hints(question: str, terms_of: Callable[[str], list[str]], scoring:
         hints.append(Hint(lambda text: bool(_NUMBER.search(text)), scoring.type_weight, widens=True))
     elif _ASKS_TIME.search(question):
         hints.append(Hint(lambda text: bool(_TIME.search(text)), scoring.type_weight, widens=True))
+    elif _ASKS_PLACE.search(question):
+        hints.append(Hint(lambda text: bool(_PLACE.search(text)), scoring.type_weight, widens=True))
     elif (kind := _ASKS_KIND.search(question)) and (wanted := terms_of(kind.group(1))):
         hints.append(Hint(lambda text: wanted[0] in terms_of(text), scoring.type_weight, widens=True))
     elif (subject := _ASKS_DEFINITION.match(question)) and (named := terms_of(subject.group(1))):

@@ -32,6 +32,7 @@ _STOP = _QUESTION_WORDS | _CONNECTORS | {
     "has", "have", "had", "much", "many", "any", "some", "its", "it", "they", "them", "their", "there",
     "based", "located", "known", "called", "mean", "means",
 }
+_DEMONSTRATIVE_END = re.compile(r"\b(?:this|that|these|those)(\W*)$", re.I)
 _ELLIPSIS = re.compile(r"^\s*(?:and|also|what about|how about|and what about|and how about)\b\s*(.*)$", re.I)
 _SMALLTALK = {
     "hi", "hello", "hey", "hiya", "good morning", "good afternoon", "good evening", "thanks", "thank you",
@@ -96,6 +97,8 @@ def resolve(question: str, history: Sequence[Message] | None = None) -> Resolved
     words = [w.lower() for w in _TOKEN.findall(question)]
     if any(w in _PRONOUNS for w in words):
         return Resolved(_replace_pronouns(question, topic), "followup", topic)
+    if _DEMONSTRATIVE_END.search(question):  # "Tell me more about that."
+        return Resolved(_DEMONSTRATIVE_END.sub(lambda m: topic + m.group(1), question), "followup", topic)
     ellipsis = _ELLIPSIS.match(question)
     content = [w for w in words if w.isalnum() and w not in _STOP]
     if ellipsis or len(content) <= 1:
