@@ -249,7 +249,7 @@ def load_or_build(index_dir: str | Path = "index", corpus_dir: str | Path | None
         why = str(e).split(" — run:")[0]
         logger.warning("%s; building the index from %s/ …", why, source)
         report = build_index(corpus_dir=source, index_dir=index_dir)
-        logger.warning("built %s/: %s", index_dir, report.summary())
+        logger.info("built %s/: %s", index_dir, report.summary())
         return load(index_dir, corpus_dir=source)
 
 

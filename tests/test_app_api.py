@@ -142,3 +142,13 @@ def test_only_the_two_named_endpoints_and_no_monitoring(client, app_url):
     assert not api["unnamed_endpoints"]
     assert _status(app_url + "monitoring") != 200
     assert _status(app_url + "monitoring/summary") != 200
+
+
+def test_concurrent_questions_all_get_their_own_answer(client):
+    questions = {
+        "How many member parliaments does the IPU have?": "179",
+        "What is the address of the Inter-Parliamentary Union?": "Pommier",
+    }
+    jobs = [(expect, client.submit(q, [], api_name="/chat")) for q, expect in list(questions.items()) * 4]
+    for expect, job in jobs:
+        assert expect in job.result(timeout=60)
