@@ -23,7 +23,7 @@ import re
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .answer import Answer, Quote, escape
 from .errors import IndexCorruptError, IndexNotFoundError, QAError, StaleIndexError
@@ -54,8 +54,8 @@ _PANEL_NONE = '<p class="qa-empty">The last reply quoted nothing.</p>'
 CSS = """
 #qa-context figure { margin: 0 0 1.25rem 0; }
 #qa-context figcaption { font-size: 0.85em; font-weight: 600; margin: 0 0 0.35rem 0; }
-#qa-context blockquote { margin: 0 !important; padding: 0.4rem 0.75rem; border-left: 3px solid var(--color-accent, #f97316);
-  white-space: pre-wrap; overflow-wrap: anywhere; font-style: normal; }
+#qa-context blockquote { margin: 0 !important; padding: 0.4rem 0.75rem;
+  border-left: 3px solid var(--color-accent, #f97316); white-space: pre-wrap; overflow-wrap: anywhere; font-style: normal; }
 #qa-context mark { background: #fde68a; color: #111827; padding: 0 0.1em; border-radius: 2px; }
 #qa-context .qa-where { font-size: 0.8em; opacity: 0.7; margin-top: 0.25rem; }
 #qa-context .qa-empty { opacity: 0.7; }
@@ -269,8 +269,8 @@ def build_demo(bot: "Bot") -> "gr.Blocks":
 
     title = corpus_title(bot)
     examples = example_questions(bot)
-    suggested = {s: topic_question(s) for s in bot.suggestions(n=4 * MAX_SUGGESTIONS)}
-    suggested = [q for q in suggested.values() if _answers(bot, q)][:MAX_SUGGESTIONS] or examples
+    topics = dict.fromkeys(topic_question(s) for s in bot.suggestions(n=4 * MAX_SUGGESTIONS))
+    suggested = [q for q in topics if _answers(bot, q)][:MAX_SUGGESTIONS] or examples
 
     def new_session() -> dict:
         return {"history": [], "shown": []}
@@ -327,6 +327,8 @@ def build_demo(bot: "Bot") -> "gr.Blocks":
                     placeholder="Ask a question; I reply with quotes from the documents, or say I cannot.",
                     elem_id="qa-chat",
                 )
+                # No max_length: a cut in the browser would silently answer a truncated question;
+                # the server refuses an over-long one with a clear message instead.
                 box = gr.Textbox(
                     show_label=False, placeholder=f"Ask about {title}…", lines=1, max_lines=6,
                     submit_btn="Ask", autofocus=True, elem_id="qa-question",

@@ -152,3 +152,54 @@ def test_concurrent_questions_all_get_their_own_answer(client):
     jobs = [(expect, client.submit(q, [], api_name="/chat")) for q, expect in list(questions.items()) * 4]
     for expect, job in jobs:
         assert expect in job.result(timeout=60)
+
+
+# ---- the UI's pure helpers, in process ----------------------------------------------------------
+
+
+def test_highlight_marks_the_span_in_its_paragraph_and_escapes_everything():
+    from qa.ui import highlight
+
+    text = "Title\r\n\r\nFirst <b>one</b>. The <img src=x onerror=alert(1)> quote. After & more.\r\n\r\nNext paragraph."
+    start = text.index("The <img")
+    end = text.index(" After")
+    shown = highlight(text, start, end)
+    assert shown == ("First &lt;b&gt;one&lt;/b&gt;. <mark>The &lt;img src=x onerror=alert(1)&gt; quote.</mark>"
+                     " After &amp; more.")
+
+
+def test_highlight_cuts_a_long_paragraph_with_ellipses():
+    from qa.ui import highlight
+
+    text = "word " * 1000 + "THE QUOTE." + " word" * 1000
+    start = text.index("THE QUOTE")
+    shown = highlight(text, start, start + len("THE QUOTE."), limit=50)
+    assert shown.startswith("…") and shown.endswith("…") and "<mark>THE QUOTE.</mark>" in shown
+    assert len(shown) < 200
+
+
+def test_plain_history_accepts_gradio_messages_and_drops_the_rest():
+    from qa.ui import plain_history
+
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "What is the World e-Parliament Report?"}]},
+        {"role": "assistant", "content": "According to …", "metadata": None},
+        {"role": "system", "content": "ignored"}, "junk", None, {"role": "user", "content": 3},
+    ]
+    assert plain_history(history) == [
+        {"role": "user", "content": "What is the World e-Parliament Report?"},
+        {"role": "assistant", "content": "According to …"},
+    ]
+    assert plain_history("not a list") == []
+
+
+def test_title_description_and_examples_come_from_the_corpus(seed_bot):
+    from qa.ui import corpus_title, describe, example_questions
+
+    assert corpus_title(seed_bot) == "Inter-Parliamentary Union"
+    chunks = seed_bot.manifest["counts"]["chunks"]
+    assert describe(seed_bot).startswith(
+        f"I answer only by quoting 1 document ({chunks} chunks), found with all-MiniLM-L6-v2; index built 20")
+    examples = example_questions(seed_bot)
+    assert examples[0] == "What is the Inter-Parliamentary Union?"
+    assert len(examples) >= 3 and all(not seed_bot.ask(q).abstained for q in examples)
