@@ -1,0 +1,213 @@
+"""The answering method on real data with the real model: quotes, abstention, follow-ups, safety."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from markdown_it import MarkdownIt
+
+import qa
+from qa.evaluate import evaluate, load_items
+
+from conftest import DATA, DEV_SET, ROOT
+
+GENERAL_CORPUS = DATA / "general"
+GENERAL_SET = DATA / "general.jsonl"
+
+
+@pytest.fixture(scope="session")
+def dev_report(seed_bot):
+    return evaluate(seed_bot, load_items(DEV_SET))
+
+
+@pytest.fixture(scope="session")
+def general_bot(tmp_path_factory):
+    """Seven licences and READMEs (hard-wrapped, Markdown, long): a corpus the method was not written for."""
+    folder = tmp_path_factory.mktemp("general") / "index"
+    qa.build_index(corpus_dir=GENERAL_CORPUS, index_dir=folder, query_encoder=False)
+    return qa.load(folder)
+
+
+def test_dev_set_meets_the_targets(dev_report):
+    m = dev_report.metrics()
+    assert m["hit@1"] >= 0.95, dev_report.misses()
+    assert m["hit@3"] == 1.0
+    assert dev_report.metrics("followup")["hit@1"] == 1.0
+    assert dev_report.metrics("offtopic")["abstention"] == 1.0
+    assert dev_report.metrics("unanswerable")["abstention"] >= 0.5
+    assert m["false_abstention"] == 0.0
+    assert m["verbatim"] == 1.0
+    assert m["median_first_quote_chars"] <= 300
+
+
+def test_general_corpus_answers_and_abstains(general_bot):
+    report = evaluate(general_bot, load_items(GENERAL_SET))
+    m = report.metrics()
+    assert m["verbatim"] == 1.0
+    assert m["false_abstention"] == 0.0
+    assert m["abstention"] == 1.0
+    assert m["hit@1"] >= 0.7, report.misses()
+
+
+def test_every_quote_is_verbatim_and_focused(seed_bot):
+    for item in load_items(DEV_SET):
+        answer = seed_bot.ask(item["turns"][0])
+        assert 1 <= len(answer.quotes) <= 3 or answer.abstained
+        for q in answer.quotes:
+            assert seed_bot.data.documents[q.source].text[q.start : q.end] == q.text
+            assert len(q.text) < 700  # a sentence or two, never a whole section
+        assert [q.score for q in answer.quotes] == sorted((q.score for q in answer.quotes), reverse=True)
+
+
+def test_answer_reads_like_an_answer(seed_bot):
+    answer = seed_bot.ask("How many member parliaments does the IPU have?")
+    assert not answer.abstained
+    assert answer.text.startswith("According to *Inter\\-Parliamentary Union")
+    assert "> Today, the IPU comprises 179" in answer.text
+    assert answer.quotes[0].citation == "Inter-Parliamentary Union"
+    assert answer.query == "How many member parliaments does the IPU have?"
+
+
+def test_section_appears_in_the_citation(seed_bot):
+    answer = seed_bot.ask("How does the IPU support parliaments with the SDGs?")
+    assert answer.quotes[0].section == "Digital policy issues › Sustainable development"
+    assert "Sustainable development" in answer.text
+
+
+def test_pronoun_sentence_is_quoted_with_the_one_before(seed_bot):
+    answer = seed_bot.ask("What does the IPU promote?")
+    first = answer.quotes[0].text
+    assert "promotes democracy" in first
+    assert first.startswith("Today, the IPU comprises")  # "It promotes…" alone would not say who
+
+
+def test_abstains_off_topic_and_uncovered_and_offers_sections(seed_bot):
+    for question in ["What is the tallest mountain in the world?", "Who is the President of the IPU?"]:
+        answer = seed_bot.ask(question)
+        assert answer.abstained and answer.quotes == []
+        assert "do not" in answer.text
+        assert "Capacity development" in answer.text  # what it can answer instead
+
+
+def test_typo_is_corrected_against_the_corpus(seed_bot):
+    answer = seed_bot.ask("ipu adress")
+    assert answer.query == "ipu address"
+    assert "Chem. du Pommier 5" in answer.quotes[0].text
+
+
+def test_follow_up_uses_the_conversation(seed_bot):
+    history = []
+    for turn in ["What is the World e-Parliament Report?", "Who publishes it?"]:
+        answer = seed_bot.ask(turn, history=history)
+        history += [{"role": "user", "content": turn}, {"role": "assistant", "content": answer.text}]
+    assert answer.query == "Who publishes the World e-Parliament Report?"
+    assert "publishes" in answer.quotes[0].text and "e-parliament report" in answer.quotes[0].text.lower()
+    assert "searched for: Who publishes the World e\\-Parliament Report?" in answer.text
+
+
+def test_new_question_and_thanks_are_not_polluted_by_the_old_topic(seed_bot):
+    history = [
+        {"role": "user", "content": "What is the World e-Parliament Report?"},
+        {"role": "assistant", "content": "…"},
+    ]
+    fresh = seed_bot.ask("How many member parliaments does the IPU have?", history=history)
+    assert fresh.query == "How many member parliaments does the IPU have?"
+    assert "179" in fresh.quotes[0].text
+    thanks = seed_bot.ask("Thanks!", history=history)
+    assert thanks.quotes == [] and thanks.query == "Thanks!"
+
+
+def test_html_and_markdown_in_questions_and_corpus_cannot_inject(tmp_path):
+    payloads = "<img src=x onerror=alert(1)> <script>alert(1)</script> [x](javascript:alert(1)) ![y](data:x)"
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "payloads.md").write_text(
+        "# Payload handbook\n\nThe payload handbook describes hostile markup such as " + payloads + ".\n\n"
+        "The handbook was written in 2021 by the security team.\n",
+        encoding="utf-8",
+    )
+    qa.build_index(corpus_dir=corpus, index_dir=tmp_path / "index", query_encoder=False)
+    bot = qa.load(tmp_path / "index")
+    for question in ["What hostile markup does the payload handbook describe?", payloads]:
+        answer = bot.ask(question)
+        html = MarkdownIt("commonmark").render(answer.text)
+        tags = set(re.findall(r"<([a-z]+)", html))
+        assert tags <= {"p", "em", "blockquote", "sub"}, tags  # no img, script, a: only our own markup
+    quoted = bot.ask("What hostile markup does the payload handbook describe?")
+    assert "<img src=x onerror=alert(1)>" in quoted.quotes[0].text  # the quote itself stays verbatim
+
+
+@pytest.mark.parametrize("question", ["", "   \n\t ", "\x00\x1b", "\u200b\u200f"])
+def test_empty_questions_are_refused_clearly(seed_bot, question):
+    with pytest.raises(qa.InvalidQuestionError, match="empty"):
+        seed_bot.ask(question)
+
+
+def test_huge_and_odd_questions(seed_bot):
+    with pytest.raises(qa.InvalidQuestionError, match="limit is 2,000"):
+        seed_bot.ask("why " * 1000)
+    odd = seed_bot.ask("How many member\x00 parliaments\u202e does the IPU have \ud800 🏛️?")
+    assert "179" in odd.quotes[0].text
+    with pytest.raises(qa.InvalidQuestionError):
+        seed_bot.ask(None)  # type: ignore[arg-type]
+
+
+def test_retrieve_returns_passages_best_first(seed_bot):
+    passages = seed_bot.retrieve("What is the address of the Inter-Parliamentary Union?", k=3)
+    assert len(passages) == 3
+    assert "Chem. du Pommier 5" in passages[0].text
+    assert passages[0].score >= passages[1].score >= passages[2].score
+    text = seed_bot.data.documents[passages[0].source].text
+    assert text[passages[0].start : passages[0].end] == passages[0].text
+
+
+def test_module_level_functions_use_the_default_index(seed_index, monkeypatch, tmp_path):
+    (tmp_path / "index").symlink_to(seed_index, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(qa, "_default", None)
+    assert "179" in qa.ask("How many member parliaments does the IPU have?").quotes[0].text
+    assert qa.retrieve("address", k=1)[0].source == "inter-parliamentary-union.txt"
+
+
+def _run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=300, **kwargs)
+
+
+def test_import_is_cheap():
+    code = "import qa, sys; print(sorted(m for m in ('torch', 'sentence_transformers', 'gradio', 'faiss', 'numpy') if m in sys.modules))"
+    assert _run("-c", code).stdout.strip() == "[]"
+
+
+def test_query_path_needs_no_torch(seed_index):
+    code = (
+        "import sys, qa; bot = qa.load(sys.argv[1]); a = bot.ask('When was the IPU founded?');"
+        "print(type(bot.encoder).__name__, 'torch' in sys.modules, 'sentence_transformers' in sys.modules)"
+    )
+    assert _run("-c", code, str(seed_index)).stdout.split() == ["OnnxEmbedder", "False", "False"]
+
+
+def test_cli_ask_json(seed_index):
+    result = _run("-m", "qa", "ask", "When did the IPU launch the Centre for Innovation in Parliament?",
+                  "--index", str(seed_index), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) == {"text", "quotes", "abstained", "query"}
+    first = data["quotes"][0]
+    assert "2018" in first["text"]
+    doc = (ROOT / "corpus" / first["source"]).read_text("utf-8")
+    assert doc[first["start"] : first["end"]] == first["text"]
+
+
+def test_cli_eval_prints_metrics_and_errors_are_one_line(seed_index, tmp_path):
+    result = _run("-m", "qa", "eval", str(DEV_SET), "--index", str(seed_index), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["overall"]["verbatim"] == 1.0 and "followup" in report["by_kind"]
+    missing = _run("-m", "qa", "ask", "hello?", "--index", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1
+    assert missing.stderr.strip().count("\n") == 0 and "python -m qa build" in missing.stderr
