@@ -102,15 +102,23 @@ def evaluate(bot, items: list[dict]) -> Report:
     return report
 
 
+_RATES = ("hit@1", "hit@3", "abstention", "false_abstention", "verbatim")
+_COUNTS = ("items", "median_first_quote_chars", "median_latency_ms")
+
+
+def _cell(name: str, value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0%}" if name in _RATES else f"{value:g}"
+
+
 def format_report(report: Report) -> str:
+    """The metrics as a Markdown table, overall and per kind, then the misses."""
     data = report.as_dict()
-    cols = ["items", "hit@1", "hit@3", "abstention", "false_abstention", "verbatim",
-            "median_first_quote_chars", "median_latency_ms"]
-    rows = [("overall", data["overall"])] + list(data["by_kind"].items())
-    fmt = lambda v: "-" if v is None else (f"{v:.0%}" if isinstance(v, float) and v <= 1 and not isinstance(v, bool) and v != int(v) or v in (0.0, 1.0) and isinstance(v, float) else str(v))
+    cols = ["items", *_RATES, "median_first_quote_chars", "median_latency_ms"]
     lines = ["| kind | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
-    for name, m in rows:
-        lines.append(f"| {name} | " + " | ".join(fmt(m[c]) if c not in ("median_first_quote_chars", "median_latency_ms", "items") else str(m[c]) for c in cols) + " |")
+    for name, m in [("overall", data["overall"]), *data["by_kind"].items()]:
+        lines.append(f"| {name} | " + " | ".join(_cell(c, m[c]) for c in cols) + " |")
     if data["misses"]:
         lines.append("\nmisses:")
         for m in data["misses"]:
