@@ -253,7 +253,7 @@ def test_pathological_text_still_fits_the_window(text, count_tokens):
 # --- any text ------------------------------------------------------------------------------------
 
 _PIECES = [
-    "# Heading", "## Sub heading", "### ", "#", "Plain heading", "Setext", "=====", "-----", "---", "* * *",
+    "# Heading", "## Sub heading", "## " + "漫长的标题" * 80, "### ", "#", "Plain heading", "Setext", "=====", "-----", "---", "* * *",
     "```", "```python", "~~~", "Key: value", "Address: Chem. du Pommier 5, 1218 Le Grand-Saconnex",
     "- a list item", "  continued item", "1. First step", "2) Second step", "A sentence. Another one! A third?",
     "Dr. Smith met Mr. Jones at 3.30 p.m. on Jan. 5. They talked.", "“Quoted,” she said. ‘Yes.’ Then:",
@@ -264,7 +264,8 @@ _PIECES = [
 
 @st.composite
 def documents(draw):
-    pieces = draw(st.lists(st.one_of(st.sampled_from(_PIECES), st.text(max_size=60)), min_size=1, max_size=30))
+    piece = st.sampled_from(_PIECES)
+    pieces = draw(st.lists(st.one_of(piece, piece, piece, st.text(max_size=60)), min_size=4, max_size=40))
     newline = draw(st.sampled_from(["\n", "\r\n"]))
     gaps = draw(st.lists(st.sampled_from([newline, newline * 2, " "]), min_size=len(pieces), max_size=len(pieces)))
     return "".join(p + g for p, g in zip(pieces, gaps))

@@ -1,0 +1,413 @@
+"""The index folder: manifest, records, known answers, staleness, atomic and incremental rebuilds.
+
+Known answers, staleness and the CLI use the real packaged model. The sha256-seeded fake embedder
+is used only where the model is beside the point: counting what a rebuild embeds, and crashing a
+build half way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import qa
+from qa.chunking import ChunkerSettings
+from qa.embedding import DEFAULT_MODEL
+from qa.index import FORMAT_VERSION, MANIFEST, build_index, load_index, read_manifest, staleness
+
+from conftest import DATA, SEED_FILE
+
+MESSY = DATA / "messy"
+FIX = "python -m qa build"
+
+
+class FakeEmbedder:
+    """Deterministic unit vectors seeded by each text's sha256; remembers what it was asked to embed."""
+
+    def __init__(self, name: str = "fake-sha256", dim: int = 32, fail: bool = False):
+        self.name, self.dim, self.fail = name, dim, fail
+        self.texts: list[str] = []
+
+    def embed(self, texts):
+        if self.fail:
+            raise RuntimeError("the embedder fell over")
+        texts = list(texts)
+        self.texts += texts
+        rows = [np.random.default_rng(list(hashlib.sha256(t.encode()).digest())).standard_normal(self.dim)
+                for t in texts]
+        m = np.array(rows, dtype=np.float32).reshape(len(texts), self.dim)
+        return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+
+def make_corpus(folder: Path) -> Path:
+    """The seed plus two messy documents and one unusable file."""
+    folder.mkdir(parents=True)
+    shutil.copy(SEED_FILE, folder / SEED_FILE.name)
+    shutil.copy(MESSY / "wrapped-crlf.txt", folder / "wrapped-crlf.txt")
+    (folder / "notes").mkdir()
+    shutil.copy(MESSY / "cafe-notes.md", folder / "notes" / "cafe-notes.md")
+    (folder / "empty.txt").write_bytes(b"")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A three-document corpus built once with the real model (no ONNX export): (corpus, index)."""
+    root = tmp_path_factory.mktemp("small")
+    corpus = make_corpus(root / "corpus")
+    build_index(corpus_dir=corpus, index_dir=root / "index", query_encoder=False)
+    return corpus, root / "index"
+
+
+@pytest.fixture
+def small_copy(small, tmp_path):
+    """A private copy of `small` that a test may change; load it with corpus_dir=corpus."""
+    corpus, index = small
+    shutil.copytree(corpus, tmp_path / "corpus")
+    shutil.copytree(index, tmp_path / "index")
+    return tmp_path / "corpus", tmp_path / "index"
+
+
+def data_files(index: Path) -> set[str]:
+    return {p.name for p in index.iterdir()}
+
+
+# --- what is on disk --------------------------------------------------------------------------
+
+
+def test_manifest_records_what_the_index_was_built_from(seed_index):
+    manifest = json.loads((seed_index / MANIFEST).read_text("utf-8"))
+    text = SEED_FILE.read_text("utf-8")
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["model"] == {"name": DEFAULT_MODEL, "dim": 384}
+    assert manifest["chunker"] == ChunkerSettings().as_dict()
+    assert {"version", "max_chars", "min_chars", "max_tokens"} <= manifest["chunker"].keys()
+    assert manifest["documents"] == {
+        SEED_FILE.name: {"sha256": hashlib.sha256(text.encode()).hexdigest(), "title": "Inter-Parliamentary Union",
+                         "chars": len(text)},
+    }
+    assert manifest["skipped"] == {}
+    built_at = datetime.fromisoformat(manifest["built_at"])
+    assert built_at.tzinfo is not None
+    assert isinstance(manifest["build_seconds"], float)
+    chunk_lines = (seed_index / manifest["files"]["chunks"]["name"]).read_text("utf-8").splitlines()
+    sentences = sum(len(json.loads(line)["sentences"]) for line in chunk_lines)
+    assert manifest["counts"] == {"documents": 1, "chunks": len(chunk_lines), "sentences": sentences}
+    assert manifest["counts"]["chunks"] >= 10
+    for key in ("documents", "chunks", "vectors", "sentences"):
+        entry = manifest["files"][key]
+        path = seed_index / entry["name"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+    assert (seed_index / manifest["files"]["encoder"]["name"] / "model.onnx").is_file()
+
+
+def test_records_are_json_lines_and_arrays_without_pickle(seed_index):
+    manifest = read_manifest(seed_index)
+    files = manifest["files"]
+    names = data_files(seed_index)
+    assert names == {MANIFEST} | {entry["name"] for entry in files.values()}
+    assert not [p for p in seed_index.rglob("*") if p.suffix in (".pkl", ".pickle", ".joblib")]
+    documents = [json.loads(line) for line in (seed_index / files["documents"]["name"]).read_text("utf-8").splitlines()]
+    assert [d["source"] for d in documents] == [SEED_FILE.name]
+    text = documents[0]["text"]
+    assert text == SEED_FILE.read_text("utf-8")
+    for line in (seed_index / files["chunks"]["name"]).read_text("utf-8").splitlines():
+        record = json.loads(line)
+        assert {"id", "source", "title", "section", "start", "end", "text", "sentences"} <= record.keys()
+        assert text[record["start"] : record["end"]] == record["text"]
+    vectors = np.load(seed_index / files["sentences"]["name"], allow_pickle=False)
+    assert vectors.shape == (manifest["counts"]["sentences"], 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+# --- known answers on the seed ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "question, expected",
+    [
+        ("What is the address of the Inter-Parliamentary Union?", "Chem. du Pommier 5"),
+        ("How many member parliaments does the IPU have?", "179 national member parliaments"),
+        ("How many delegates does the IPU convene twice a year?", "1,500 parliamentary delegates"),
+        ("How many regional hubs were operating in August 2020?", "eight regional and thematic parliamentary hubs"),
+        ("What does the IPU do about the sustainable development goals?", "sustainable development goals (SDGs)"),
+    ],
+)
+def test_known_answer_is_retrieved_first(seed_bot, question, expected):
+    best = seed_bot.retrieve(question)[0]
+    assert expected in best.text
+    assert seed_bot.data.documents[best.source].text[best.start : best.end] == best.text
+
+
+def test_retrieval_knows_sections(seed_bot):
+    best = seed_bot.retrieve("What does the IPU do to protect freedom of expression?")[0]
+    assert best.section == "Digital policy issues › Freedom of expression"
+    assert best.title == "Inter-Parliamentary Union"
+
+
+# --- staleness ------------------------------------------------------------------------------------
+
+
+def test_a_fresh_index_loads_and_answers(small_copy):
+    corpus, index = small_copy
+    assert staleness(read_manifest(index), corpus) == []
+    bot = qa.load(index, corpus_dir=corpus)
+    best = bot.retrieve("Who founded the Lakeside Observatory?")[0]
+    assert best.source == "wrapped-crlf.txt" and "Émile Roux" in best.text
+    assert bot.manifest["skipped"] == {"empty.txt": hashlib.sha256(b"").hexdigest()}
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda c: (c / SEED_FILE.name).write_text(SEED_FILE.read_text("utf-8") + "\nA new sentence.\n", "utf-8"),
+         f"{SEED_FILE.name} changed"),
+        (lambda c: (c / "notes" / "new.md").write_text("# New\n\nA new document.\n", "utf-8"), "notes/new.md was added"),
+        (lambda c: (c / "notes" / "cafe-notes.md").unlink(), "notes/cafe-notes.md was removed"),
+        (lambda c: (c / "empty.txt").write_text("Not empty\n\nAny more.\n", "utf-8"), "empty.txt changed"),
+        (lambda c: (c / "binary.txt").write_bytes(b"\x00\x01"), "binary.txt was added"),
+    ],
+    ids=["edited", "added", "removed", "skipped-file-fixed", "unusable-added"],
+)
+def test_stale_index_names_the_file_and_the_fix(small_copy, change, reason):
+    corpus, index = small_copy
+    change(corpus)
+    with pytest.raises(qa.StaleIndexError) as e:
+        qa.load(index, corpus_dir=corpus)
+    assert reason in str(e.value) and FIX in str(e.value)
+
+
+def test_rebuild_after_an_edit_embeds_only_that_document(small_copy):
+    corpus, index = small_copy
+    path = corpus / "wrapped-crlf.txt"
+    path.write_bytes(path.read_bytes().replace(b"ninety minutes", b"two hours"))
+    with pytest.raises(qa.StaleIndexError, match="wrapped-crlf.txt changed"):
+        qa.load(index, corpus_dir=corpus)
+    report = build_index(corpus_dir=corpus, index_dir=index, query_encoder=False)
+    assert 0 < report.embedded <= 4  # the edited chunk and sentence (and its quote unit), nothing else
+    assert report.reused > 10 * report.embedded
+    best = qa.load(index, corpus_dir=corpus).retrieve("How long does an evening tour last?")[0]
+    assert "Tours last two hours" in best.text
+
+
+def test_model_and_chunker_mismatch_are_reported(small_copy):
+    _, index = small_copy
+    manifest = read_manifest(index)
+    assert staleness(manifest, model=DEFAULT_MODEL, settings=ChunkerSettings()) == []
+    [reason] = staleness(manifest, model="sentence-transformers/all-mpnet-base-v2")
+    assert DEFAULT_MODEL in reason and "all-mpnet-base-v2" in reason
+    assert staleness(manifest, settings=ChunkerSettings(max_chars=300)) == ["the chunker settings changed"]
+
+
+def test_another_model_reuses_no_vectors(small_copy):
+    corpus, index = small_copy
+    fake = FakeEmbedder()
+    report = build_index(corpus_dir=corpus, index_dir=index, embedder=fake)
+    assert report.reused == 0 and report.embedded == len(set(fake.texts)) > 0
+    assert read_manifest(index)["model"] == {"name": "fake-sha256", "dim": 32}
+
+
+# --- errors that say what to do ----------------------------------------------------------------------
+
+
+def test_missing_index(tmp_path):
+    for folder in (tmp_path / "nowhere", tmp_path):
+        with pytest.raises(qa.IndexNotFoundError, match=FIX):
+            qa.load(folder)
+
+
+def _edit_manifest(edit):
+    def change(index: Path) -> None:
+        path = index / MANIFEST
+        manifest = json.loads(path.read_text("utf-8"))
+        edit(manifest)
+        path.write_text(json.dumps(manifest), "utf-8")
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "damage, error",
+    [
+        (lambda i: (i / MANIFEST).write_text((i / MANIFEST).read_text("utf-8")[:100], "utf-8"), qa.IndexCorruptError),
+        (lambda i: (i / MANIFEST).write_bytes(b"\xff\xfe garbage"), qa.IndexCorruptError),
+        (lambda i: (i / MANIFEST).write_text("[]", "utf-8"), qa.IndexCorruptError),
+        (_edit_manifest(lambda m: m.pop("model")), qa.IndexCorruptError),
+        (_edit_manifest(lambda m: m.update(documents=[])), qa.IndexCorruptError),
+        (_edit_manifest(lambda m: m["model"].update(dim=128)), qa.IndexCorruptError),
+        (_edit_manifest(lambda m: m["counts"].update(chunks=m["counts"]["chunks"] + 1)), qa.IndexCorruptError),
+        (_edit_manifest(lambda m: m["files"]["chunks"].update(sha256="0" * 64)), qa.IndexCorruptError),
+        (_edit_manifest(lambda m: m["files"]["vectors"].update(name="vectors.000000000000.faiss")),
+         qa.IndexCorruptError),
+        (_edit_manifest(lambda m: m.update(format_version=FORMAT_VERSION + 1)), qa.StaleIndexError),
+    ],
+    ids=["truncated", "not-utf8", "not-an-object", "no-model", "documents-not-a-map", "wrong-dimension",
+         "wrong-count", "wrong-file-hash", "missing-file", "newer-format"],
+)
+def test_damaged_manifest_is_a_clear_error(small_copy, damage, error):
+    corpus, index = small_copy
+    damage(index)
+    with pytest.raises(error) as e:
+        qa.load(index, corpus_dir=corpus)
+    assert FIX in str(e.value)
+
+
+def test_damaged_data_file_is_a_clear_error(small_copy):
+    corpus, index = small_copy
+    chunks = index / read_manifest(index)["files"]["chunks"]["name"]
+    chunks.write_text(chunks.read_text("utf-8").replace("Émile Roux", "Emile Roux"), "utf-8")
+    with pytest.raises(qa.IndexCorruptError, match="does not match its manifest"):
+        qa.load(index, corpus_dir=corpus)
+
+
+# --- atomic and incremental rebuilds (indexing logic: the fake embedder) --------------------------------
+
+
+@pytest.mark.parametrize("failure", ["embedder", "manifest-rename"])
+def test_failed_rebuild_leaves_the_previous_index(tmp_path, monkeypatch, failure):
+    corpus, index = make_corpus(tmp_path / "corpus"), tmp_path / "index"
+    build_index(corpus_dir=corpus, index_dir=index, embedder=FakeEmbedder())
+    before = (index / MANIFEST).read_bytes()
+    old_chunks = [c.text for c in load_index(index).chunks]
+
+    (corpus / "notes" / "cafe-notes.md").write_text("# Café\n\nA different text altogether.\n", "utf-8")
+    embedder = FakeEmbedder(fail=failure == "embedder")
+    if failure == "manifest-rename":
+        real_replace = os.replace
+
+        def replace(src, dst, *args, **kwargs):
+            if Path(dst).name == MANIFEST:
+                raise OSError(28, "No space left on device")
+            return real_replace(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises((RuntimeError, OSError)):
+        build_index(corpus_dir=corpus, index_dir=index, embedder=embedder)
+    monkeypatch.undo()
+
+    assert (index / MANIFEST).read_bytes() == before
+    assert [c.text for c in load_index(index).chunks] == old_chunks
+    assert not [p for p in index.iterdir() if p.name.startswith(f".{MANIFEST}")]  # no temporary manifest left
+
+    build_index(corpus_dir=corpus, index_dir=index, embedder=FakeEmbedder())
+    assert any("A different text altogether." in c.text for c in load_index(index).chunks)
+    new, old = read_manifest(index), json.loads(before)
+    # only the current and the previous generation remain: what the failed build wrote is gone
+    assert data_files(index) == {MANIFEST} | {e["name"] for m in (new, old) for e in m["files"].values()}
+
+
+def test_failed_rebuild_with_the_real_model_keeps_answering(small_copy, monkeypatch):
+    corpus, index = small_copy
+    (corpus / "wrapped-crlf.txt").unlink()
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda s, d, *a, **k: (_ for _ in ()).throw(OSError(5, "I/O error"))
+                        if Path(d).name == MANIFEST else real_replace(s, d, *a, **k))
+    with pytest.raises(OSError):
+        build_index(corpus_dir=corpus, index_dir=index, query_encoder=False)
+    monkeypatch.undo()
+    bot = qa.load(index, corpus_dir=corpus, check_stale=False)
+    assert "Émile Roux" in bot.retrieve("Who founded the Lakeside Observatory?")[0].text
+
+
+def test_incremental_rebuild_embeds_only_what_changed(tmp_path):
+    corpus, index = make_corpus(tmp_path / "corpus"), tmp_path / "index"
+    first = FakeEmbedder()
+    r1 = build_index(corpus_dir=corpus, index_dir=index, embedder=first)
+    assert r1.reused == 0 and r1.embedded == len(first.texts) == len(set(first.texts)) > 0
+    assert (r1.documents, r1.skipped) == (3, (("empty.txt", "empty.txt is empty"),))
+
+    again = FakeEmbedder()
+    r2 = build_index(corpus_dir=corpus, index_dir=index, embedder=again)
+    assert (r2.embedded, r2.reused, again.texts) == (0, r1.embedded, [])
+
+    path = corpus / "notes" / "cafe-notes.md"
+    path.write_text(path.read_text("utf-8").replace("Then she left.", "Then she left for Basel."), "utf-8")
+    edit = FakeEmbedder()
+    r3 = build_index(corpus_dir=corpus, index_dir=index, embedder=edit)
+    assert 0 < r3.embedded == len(edit.texts) < r1.embedded / 4
+    assert any("Then she left for Basel." in t for t in edit.texts)
+    # everything embedded belongs to the edited document: it is among what that document alone gives the model
+    (tmp_path / "alone").mkdir()
+    shutil.copy(path, tmp_path / "alone" / "cafe-notes.md")
+    alone = FakeEmbedder()
+    build_index(corpus_dir=tmp_path / "alone", index_dir=tmp_path / "alone-index", embedder=alone)
+    assert set(edit.texts) <= set(alone.texts)
+
+    # Reused vectors sit where a build from scratch puts them.
+    incremental = load_index(index)
+    scratch = tmp_path / "scratch"
+    r4 = build_index(corpus_dir=corpus, index_dir=scratch, embedder=FakeEmbedder())
+    assert r3.embedded + r3.reused == r4.embedded
+    fresh = load_index(scratch)
+    assert [c.id for c in incremental.chunks] == [c.id for c in fresh.chunks]
+    ntotal = fresh.vectors.ntotal
+    assert np.array_equal(incremental.vectors.reconstruct_n(0, ntotal), fresh.vectors.reconstruct_n(0, ntotal))
+    assert np.array_equal(incremental.sentence_vectors, fresh.sentence_vectors)
+
+
+def test_messy_corpus_round_trips_through_the_index(tmp_path):
+    shutil.copytree(MESSY, tmp_path / "corpus")
+    index = tmp_path / "index"
+    r1 = build_index(corpus_dir=tmp_path / "corpus", index_dir=index, embedder=FakeEmbedder())
+    r2 = build_index(corpus_dir=tmp_path / "corpus", index_dir=index, embedder=FakeEmbedder())
+    assert r2.embedded == 0 and r2.reused == r1.embedded
+    data = load_index(index)  # verifies every chunk's offsets against its document
+    assert set(data.documents) == {p.name for p in MESSY.iterdir()}
+    for source, doc in data.documents.items():
+        assert doc.text == (MESSY / source).read_bytes().decode("utf-8")  # CRLF, U+2028, U+0085 and all
+    assert len(data.sentence_vectors) == data.manifest["counts"]["sentences"]
+
+
+def test_a_title_only_corpus_is_an_error_not_an_empty_index(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "only-a-title.md").write_text("# Only a title\n", "utf-8")
+    with pytest.raises(qa.CorpusError, match="no text to index"):
+        build_index(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", embedder=FakeEmbedder())
+    assert not (tmp_path / "index" / MANIFEST).exists()
+
+
+def test_rebuild_deletes_only_its_own_files(tmp_path):
+    corpus, index = make_corpus(tmp_path / "corpus"), tmp_path / "index"
+    index.mkdir()
+    foreign = ["README.md", ".gitignore", "chunks.md", "vectors.old.faiss", "notes"]
+    for name in foreign[:-1]:
+        (index / name).write_text("not the index's\n", "utf-8")
+    (index / "notes").mkdir()
+    for n in range(3):  # three generations: the first one's files are collected
+        (corpus / "extra.txt").write_text(f"Extra\n\nGeneration {n}.\n", "utf-8")
+        build_index(corpus_dir=corpus, index_dir=index, embedder=FakeEmbedder())
+    assert set(foreign) <= data_files(index)
+    assert len([n for n in data_files(index) if n.startswith("documents.")]) == 2
+
+
+# --- the command line (in this process; tests/test_offline.py runs it as a subprocess) ------------------
+
+
+def test_cli_build_prints_a_one_line_summary(small_copy, capsys):
+    from qa.cli import main
+
+    corpus, index = small_copy
+    assert main(["build", "--corpus", str(corpus), "--index", str(index), "--no-onnx"]) == 0
+    out, err = capsys.readouterr()
+    counts = read_manifest(index)["counts"]
+    prefix = f"built {index}/: 3 documents, 1 skipped, {counts['chunks']} chunks, {counts['sentences']} sentences, "
+    assert out.startswith(prefix) and re.fullmatch(r"0 embedded, \d+ reused, flat, \d+\.\d s\n", out[len(prefix) :]), out
+    assert "empty.txt" in err  # the skipped file is named
+
+
+def test_cli_build_error_is_one_line_and_a_failure_code(tmp_path, capsys):
+    from qa.cli import main
+
+    assert main(["build", "--corpus", str(tmp_path / "missing"), "--index", str(tmp_path / "index")]) == 1
+    out, err = capsys.readouterr()
+    [line] = err.splitlines()
+    assert out == "" and line.startswith("error: corpus folder") and "does not exist" in line
+    assert not (tmp_path / "index").exists()
