@@ -23,7 +23,12 @@ from .index import IndexData
 RRF_K = 60  # the constant from Cormack et al. (2009); ranks, not scores, are fused
 MODES = ("hybrid", "dense", "bm25")
 _WORD = re.compile(r"[^\W_]{2,}")  # words of two or more letters or digits; "__bold__" is "bold"
-_QUESTION_STOPWORDS = {"many", "much", "tell", "give", "please", "know", "like", "would", "could", "also", "us"}
+# Words that frame a question about the documents rather than name what is asked.
+_QUESTION_STOPWORDS = {
+    "many", "much", "tell", "give", "please", "know", "like", "would", "could", "also", "us", "say", "says", "said",
+    "saying", "mention", "mentions", "mentioned", "write", "writes", "written", "describe", "describes", "explain",
+    "explains", "anything", "something", "more",
+}
 MIN_CORRECTABLE = 5  # shorter words have too many neighbours one edit away
 
 
