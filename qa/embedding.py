@@ -4,7 +4,8 @@ Two implementations of the same model:
 - `SentenceTransformerEmbedder`, the reference; it builds the index. Importing
   sentence_transformers costs ~4 s, so it is imported on first use.
 - `OnnxEmbedder`, the same network exported to ONNX at build time and run with
-  onnxruntime + tokenizers (no torch): ~4x faster per query and ~0.2 s to start.
+  onnxruntime + tokenizers (no torch): ~3x faster per query and ~0.2 s to start.
+  The export uses plain attention and onnxruntime's BERT fusions (bench/ measures it).
   Its vectors match the reference to cosine >= 0.9999 (tested); when it is not
   available the caller falls back to the reference.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -128,8 +130,16 @@ class OnnxEmbedder:
         self.name, self.dim = name, dim
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        out = [self._embed_batch(list(texts[i : i + batch_size])) for i in range(0, len(texts), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+        texts = list(texts)
+        if len(texts) <= 1:
+            return self._embed_batch(texts) if texts else np.zeros((0, self.dim), np.float32)
+        # Batches of similar length waste little on padding (sentence-transformers does the same).
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dim), np.float32)
+        for i in range(0, len(order), batch_size):
+            rows = order[i : i + batch_size]
+            out[rows] = self._embed_batch([texts[r] for r in rows])
+        return out
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         encs = self._tok.encode_batch(texts)
@@ -172,9 +182,36 @@ def export_onnx(reference: SentenceTransformerEmbedder, folder: Path) -> None:
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).last_hidden_state
 
-    with torch.no_grad():
-        torch.onnx.export(
-            Wrapped(transformer), (dummy, dummy, torch.zeros_like(dummy)), str(folder / ONNX_FILE),
-            input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
-            opset_version=17, dynamo=False,
+    # The plain ("eager") attention graph is the one onnxruntime's fusions recognise; the SDPA graph
+    # exports with its masking unrolled into dozens of small ops.
+    attention = transformer.config._attn_implementation
+    transformer.set_attn_implementation("eager")
+    try:
+        # The tracer's warnings are about branches that are constant for this graph; a build should not show them.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                Wrapped(transformer), (dummy, dummy, torch.zeros_like(dummy)), str(folder / ONNX_FILE),
+                input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
+                opset_version=17, dynamo=False,
+            )
+    finally:
+        transformer.set_attn_implementation(attention)
+    _fuse(folder / ONNX_FILE, transformer.config)
+
+
+def _fuse(path: Path, config) -> None:
+    """Fuse attention, layer norms and GELU into onnxruntime's BERT kernels, in place; best effort.
+
+    The vectors stay within float rounding of the unfused graph (tested); a query encodes ~10% faster.
+    """
+    try:
+        from onnxruntime.transformers import optimizer
+
+        fused = optimizer.optimize_model(
+            str(path), model_type="bert", num_heads=config.num_attention_heads,
+            hidden_size=config.hidden_size, opt_level=0,
         )
+        fused.save_model_to_file(str(path))
+    except Exception as e:  # an optimizer that does not know this graph leaves it as exported
+        logger.info("ONNX encoder left unfused: %s", e)

@@ -1,0 +1,230 @@
+"""Cold start and memory: fresh processes, timed from launch.
+
+- `python -m qa ask "…" --index I`: launch to the first byte of the printed answer.
+  `-X importtime` shows what the imports cost and proves torch is never imported;
+  a second child times the phases of `qa.load` to show what the rest is.
+- `python app.py --index I --port P`: launch to the first HTTP 200 on `/`. Whether
+  torch got loaded is read from the process's memory map (libtorch mapped or not).
+- Memory: the app's resident set (VmRSS) and peak (VmHWM) after answering every
+  dev question twice through its `/chat` API; and the same for a bare `qa.load` process.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from measure import PYTHON, ROOT, child_env, proc_status, summary
+
+QUESTION = "When was the IPU founded?"
+HEAVY = ("torch", "sentence_transformers", "transformers", "gradio")
+
+
+def _first_output(cmd: list[str], timeout: float = 60) -> tuple[float, float, str]:
+    """(seconds to the first stdout byte, seconds to exit, stdout) of a fresh process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.read(1)
+    t_first = time.perf_counter() - start
+    rest, err = proc.communicate(timeout=timeout)
+    t_exit = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {err.decode()[-2000:]}")
+    return t_first, t_exit, (first + rest).decode()
+
+
+def importtime(cmd_args: list[str]) -> dict:
+    """Top-level imports by cumulative time, and whether any heavy package was imported at all."""
+    proc = subprocess.run([PYTHON, "-X", "importtime", *cmd_args], cwd=ROOT, env=child_env(),
+                          capture_output=True, text=True, timeout=120)
+    top_level: dict[str, int] = {}
+    seen: set[str] = set()
+    for m in re.finditer(r"^import time:\s+\d+ \|\s+(\d+) \|( +)(\S+)$", proc.stderr, re.M):
+        cumulative, indent, name = int(m.group(1)), len(m.group(2)), m.group(3)
+        seen.add(name.split(".")[0])
+        if indent == 1:
+            top_level[name] = top_level.get(name, 0) + cumulative
+    top = sorted(top_level.items(), key=lambda kv: -kv[1])[:8]
+    return {
+        "total_s": sum(top_level.values()) / 1e6,
+        "top": [(k, v / 1e6) for k, v in top],
+        "heavy_imported": sorted(h for h in HEAVY if h in seen),
+    }
+
+
+# Run in a child: the phases of `python -m qa ask`, timed one by one (what dominates the cold start).
+PHASES = r"""
+import json, sys, time
+t0 = time.perf_counter(); marks = {}
+def mark(name):
+    marks[name] = time.perf_counter() - t0
+import qa.cli, qa.bot, qa.index, qa.embedding, qa.retrieval; mark("imports")
+from qa.index import read_manifest, staleness, load_index
+m = read_manifest(sys.argv[1]); staleness(m, m.get("corpus_dir")); mark("manifest + staleness check")
+data = load_index(sys.argv[1]); mark("load_index (hash check, JSON, faiss)")
+enc = qa.bot._encoder(data, "auto"); mark("ONNX session")
+bot = qa.bot.Bot(data, enc); mark("Bot() (BM25 over chunks and sentences)")
+bot.ask(sys.argv[2]); mark("first ask")
+print(json.dumps({"marks": marks, "encoder": type(enc).__name__,
+                  "heavy": sorted(m for m in ("torch", "sentence_transformers", "gradio") if m in sys.modules)}))
+"""
+
+
+def cli(index_dir: Path, runs: int = 5) -> dict:
+    cmd = [PYTHON, "-m", "qa", "ask", QUESTION, "--index", str(index_dir)]
+    _first_output(cmd)  # the page cache holds the files from here on, as on any second start
+    firsts, exits = [], []
+    for _ in range(runs):
+        first, exit_, out = _first_output(cmd)
+        firsts.append(first)
+        exits.append(exit_)
+    phases = _phases(index_dir)
+    return {
+        "to_answer_s": summary(firsts), "to_exit_s": summary(exits), "answer": out.strip().splitlines()[0][:120],
+        "imports": importtime(["-m", "qa", "ask", QUESTION, "--index", str(index_dir)]),
+        "phases": phases,
+    }
+
+
+def _phases(index_dir: Path) -> dict | None:
+    """The cold path's phases timed one by one; None when qa's internals have moved on (a diagnostic only)."""
+    proc = subprocess.run([PYTHON, "-c", PHASES, str(index_dir), QUESTION], cwd=ROOT, env=child_env(),
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode:
+        print(f"  (phase timing unavailable: {proc.stderr.strip().splitlines()[-1:]})")
+        return None
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    prev, steps = 0.0, []
+    for name, at in result["marks"].items():
+        steps.append((name, at - prev))
+        prev = at
+    return {"steps": steps, "heavy": result["heavy"], "encoder": result["encoder"]}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_200(url: str, proc: subprocess.Popen, timeout: float) -> float | None:
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if proc.poll() is not None:
+            return None
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return time.perf_counter()
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        time.sleep(0.01)
+    return None
+
+
+def _torch_mapped(pid: int) -> bool:
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def _start_app(index_dir: Path, timeout: float = 90) -> tuple[subprocess.Popen, str, float]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    start = time.perf_counter()
+    proc = subprocess.Popen([PYTHON, "app.py", "--index", str(index_dir), "--port", str(port)], cwd=ROOT,
+                            env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ready = _wait_for_200(url, proc, timeout)
+    if ready is None:
+        _stop(proc)
+        err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+        raise RuntimeError(f"app.py did not answer HTTP 200 within {timeout:.0f} s: {err}")
+    return proc, url, ready - start
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End the app we started (by its own pid), politely first."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def app(index_dir: Path, runs: int = 3) -> dict:
+    """Launch-to-first-200 of app.py, median of runs (a first, uncounted launch warms the page cache)."""
+    if not (ROOT / "app.py").is_file():
+        return {"missing": True}
+    times, torch_loaded = [], False
+    for run_no in range(runs + 1):
+        proc, url, seconds = _start_app(index_dir)
+        try:
+            if run_no:
+                times.append(seconds)
+            torch_loaded |= _torch_mapped(proc.pid)
+        finally:
+            _stop(proc)
+    return {"to_200_s": summary(times), "torch_loaded": torch_loaded}
+
+
+def app_memory(index_dir: Path, questions: list[str]) -> dict:
+    """The app's RSS after start and after answering every question twice through /chat."""
+    if not (ROOT / "app.py").is_file():
+        return {"missing": True}
+    proc, url, _ = _start_app(index_dir)
+    try:
+        out = {"after_start": proc_status(proc.pid)}
+        out |= _warm_up(url, questions)
+        out["after_warm_up"] = proc_status(proc.pid)
+        out["torch_loaded"] = _torch_mapped(proc.pid)
+    finally:
+        _stop(proc)
+    return out
+
+
+def _warm_up(url: str, questions: list[str]) -> dict:
+    """Every question through the app's /chat API (each twice), as a user's session would."""
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    started, answered = time.perf_counter(), 0
+    for _ in range(2):
+        for q in questions:
+            client.predict(q, [], api_name="/chat")
+            answered += 1
+    return {"warm_up_requests": answered, "warm_up_s": time.perf_counter() - started}
+
+
+# Run in a child: the library alone (no UI) after answering every dev question.
+LIBRARY_RSS = r"""
+import json, sys
+import qa
+sys.path.insert(0, sys.argv[2])
+from measure import proc_status
+from warm import dev_items
+bot = qa.load(sys.argv[1])
+for _ in range(2):
+    for item in dev_items():
+        history = []
+        for turn in item["turns"]:
+            a = bot.ask(turn, history=history)
+            history += [{"role": "user", "content": turn}, {"role": "assistant", "content": a.text}]
+print(json.dumps(proc_status()))
+"""
+
+
+def library_memory(index_dir: Path) -> dict:
+    proc = subprocess.run([PYTHON, "-c", LIBRARY_RSS, str(index_dir), str(Path(__file__).parent)], cwd=ROOT,
+                          env=child_env(), capture_output=True, text=True, timeout=300)
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-2000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])

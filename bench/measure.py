@@ -1,0 +1,133 @@
+"""Small measuring tools shared by the benchmarks: timers, percentiles, memory, the machine's state."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+# What every process started by a benchmark sees: offline, quiet, and qa importable from the work tree.
+CHILD_ENV = {
+    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ) | CHILD_ENV | extra
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def set_env() -> None:
+    for key, value in CHILD_ENV.items():
+        os.environ.setdefault(key, value)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation; nan for no values."""
+    if not values:
+        return float("nan")
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def summary(values: list[float]) -> dict:
+    """median, p95, min and count of a list of timings (any unit)."""
+    return {
+        "median": statistics.median(values) if values else float("nan"),
+        "p95": percentile(values, 95),
+        "min": min(values) if values else float("nan"),
+        "n": len(values),
+    }
+
+
+@contextmanager
+def stopwatch():
+    """with stopwatch() as t: ...; t() is the elapsed seconds (frozen at exit)."""
+    start = time.perf_counter()
+    end: list[float] = []
+    yield lambda: (end[0] if end else time.perf_counter()) - start
+    end.append(time.perf_counter())
+
+
+class Timed:
+    """Wraps a method of a class so every call's duration is recorded; undone by .restore()."""
+
+    def __init__(self, cls: type, method: str):
+        self.cls, self.method, self.calls = cls, method, []
+        self.original = getattr(cls, method)
+        original, calls = self.original, self.calls
+
+        def timed(obj, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(obj, *args, **kwargs)
+            finally:
+                calls.append(time.perf_counter() - start)
+
+        setattr(cls, method, timed)
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.calls)
+
+    def restore(self) -> None:
+        setattr(self.cls, self.method, self.original)
+
+
+def proc_status(pid: int | str = "self") -> dict[str, float]:
+    """VmRSS and VmHWM (peak RSS) of a process, in MB, from /proc."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) / 1024.0
+    return out
+
+
+def tree_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6
+
+
+def machine() -> dict:
+    """What the figures were measured on, including how busy the CPU was."""
+    try:
+        model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor()
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "qa"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit, dirty = "?", ""
+    return {
+        "cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+        "commit": commit + (" + uncommitted changes in qa/" if dirty else ""),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def load_avg() -> float:
+    return round(os.getloadavg()[0], 2)

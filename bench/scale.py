@@ -1,0 +1,251 @@
+"""Scale: build and query corpora of ~1k, ~10k and ~100k chunks; HNSW recall; incremental rebuild.
+
+Each build and each query session runs in its own process, so its peak memory
+(VmHWM) is its own and nothing is shared between sizes. The index type is whatever
+`qa/index.py` chooses (flat below HNSW_THRESHOLD chunks, HNSW above).
+
+Builds use the default path (sentence-transformers embeds, ONNX query encoder
+exported) unless `--embedder onnx` is given: then the same `build_index` code runs
+with `OnnxEmbedder` passed as `embedder=` (same vectors to cosine >= 0.9999, but
+`build_index` then chunks with its rough token estimate instead of the tokenizer,
+and exports no query encoder, so queries use the seed index's encoder).
+
+Queries are the dev questions plus sentences sampled from the corpus itself, cut to
+a question's length: what a user of that corpus might type.
+
+    python bench/scale.py build CORPUS INDEX [--embedder st|onnx --encoder DIR]   (prints JSON)
+    python bench/scale.py query INDEX --encoder DIR                                 (prints JSON)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from measure import PYTHON, ROOT, Timed, child_env, ms, proc_status, set_env, stopwatch, summary, tree_mb
+
+N_QUERIES = 200
+EF_SEARCH = (16, 32, 64, 128, 256)
+
+
+# ---- in the child processes ---------------------------------------------------------------------
+
+
+def build(corpus: Path, index: Path, embedder: str, encoder: Path | None) -> dict:
+    set_env()
+    import qa
+    from qa.embedding import DEFAULT_MODEL, OnnxEmbedder, SentenceTransformerEmbedder
+
+    spies = [Timed(SentenceTransformerEmbedder, "embed"), Timed(OnnxEmbedder, "embed")]
+    options = {}
+    if embedder == "onnx":
+        options["embedder"] = OnnxEmbedder(encoder, DEFAULT_MODEL, 384)
+    with stopwatch() as t:
+        report = qa.build_index(corpus, index, **options)
+    embed_s = sum(s.seconds for s in spies)
+    return {
+        "embedder": embedder, "seconds": t(), "embed_s": embed_s, "documents": report.documents,
+        "chunks": report.chunks, "sentences": report.sentences, "embedded": report.embedded,
+        "reused": report.reused, "index_type": report.index_type,
+        "texts_per_s": report.embedded / embed_s if embed_s else None,
+        "chunks_per_embed_s": report.chunks / embed_s if embed_s and report.reused == 0 else None,
+        "disk_mb": tree_mb(index), "disk_mb_without_encoder": sum(
+            p.stat().st_size for p in index.iterdir() if p.is_file()) / 1e6,
+        "memory": proc_status(),
+    }
+
+
+def _queries(bot, n: int, seed: int = 0) -> list[str]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from warm import dev_items
+
+    rng = random.Random(seed)
+    queries = [t for item in dev_items() for t in item["turns"]]
+    texts = [d.text for d in bot.data.documents.values()]
+    while len(queries) < n:
+        text = rng.choice(texts)
+        at = rng.randrange(len(text))
+        words = re.findall(r"[^\W\d_][\w'-]*", text[at : at + 400])[1:]
+        if len(words) >= 6:
+            queries.append(" ".join(words[: rng.randint(4, 10)]) + "?")
+    return queries
+
+
+def query(index: Path, encoder: Path, rounds: int = 3) -> dict:
+    set_env()
+    import numpy as np
+
+    import qa
+    from qa.embedding import OnnxEmbedder
+
+    with stopwatch() as t:
+        bot = qa.load(index)
+    load_s = t()
+    if not isinstance(bot.encoder, OnnxEmbedder):  # an index built with --embedder onnx has no encoder of its own
+        bot.encoder = OnnxEmbedder(encoder, bot.manifest["model"]["name"], bot.manifest["model"]["dim"])
+    queries = _queries(bot, N_QUERIES)
+    for q in queries[:20]:
+        bot.ask(q)
+    vectors = np.stack([bot.encode(q) for q in queries])
+    index_ = bot.data.vectors
+    times = {"retrieve": [], "ask": [], "encode": [], "faiss_search": []}
+    for _ in range(rounds):
+        for q, v in zip(queries, vectors):
+            with stopwatch() as t:
+                bot.retrieve(q)
+            times["retrieve"].append(ms(t()))
+            with stopwatch() as t:
+                bot.encode(q)
+            times["encode"].append(ms(t()))
+            with stopwatch() as t:
+                index_.search(v.reshape(1, -1), 50)
+            times["faiss_search"].append(ms(t()))
+        for q in queries:
+            with stopwatch() as t:
+                bot.ask(q)
+            times["ask"].append(ms(t()))
+    out = {k: summary(v) for k, v in times.items()}
+    out |= {"load_s": load_s, "queries": len(queries), "rounds": rounds, "memory": proc_status(),
+            "index_type": bot.manifest.get("index_type"), "chunks": index_.ntotal}
+    if hasattr(index_, "hnsw"):
+        out["recall"] = recall(index_, vectors)
+    return out
+
+
+def recall(hnsw, queries, k: int = 10) -> dict:
+    """recall@k of the HNSW index against exact search over the same vectors, at several efSearch."""
+    import faiss
+
+    exact = faiss.IndexFlatIP(hnsw.d)
+    exact.add(hnsw.reconstruct_n(0, hnsw.ntotal))
+    flat_times = []
+    for v in queries:
+        with stopwatch() as t:
+            exact.search(v.reshape(1, -1), 50)
+        flat_times.append(ms(t()))
+    _, truth = exact.search(queries, k)
+    default_ef = hnsw.hnsw.efSearch
+    rows = []
+    for ef in sorted(set(EF_SEARCH) | {default_ef}):
+        hnsw.hnsw.efSearch = ef
+        _, found = hnsw.search(queries, k)
+        hits = sum(len(set(a) & set(b)) for a, b in zip(found.tolist(), truth.tolist()))
+        search = []
+        for v in queries:
+            with stopwatch() as t:
+                hnsw.search(v.reshape(1, -1), 50)
+            search.append(ms(t()))
+        rows.append({"ef_search": ef, "recall": hits / (k * len(queries)), "search_ms": summary(search)["median"]})
+    hnsw.hnsw.efSearch = default_ef
+    return {"k": k, "default_ef": default_ef, "by_ef": rows, "exact_search_ms": summary(flat_times)["median"]}
+
+
+# ---- in the parent --------------------------------------------------------------------------------
+
+
+def _child(*args: str, timeout: float = 4 * 3600) -> dict:
+    cmd = ["nice", "-n", "10", PYTHON, str(Path(__file__)), *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=timeout)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(args[:1])} failed: {proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def edit_one_document(corpus: Path) -> dict:
+    """Change one mid-sized document: a sentence added to a paragraph in its middle."""
+    from qa.chunking import chunk_document
+    from qa.corpus import read_document
+
+    files = sorted(corpus.iterdir())
+    best = None
+    for path in files:
+        n = len(chunk_document(read_document(path, path.name)))
+        if 8 <= n <= 30:
+            best = (path, n)
+            break
+    path, n = best or (files[0], None)
+    text = path.read_text("utf-8")
+    paragraphs = text.split("\n\n")
+    middle = len(paragraphs) // 2
+    paragraphs[middle] += " This sentence was added to measure an incremental rebuild."
+    path.write_text("\n\n".join(paragraphs), "utf-8")
+    return {"file": path.name, "chunks_before": n}
+
+
+def run(workdir: Path, sizes: list[int], encoder: Path, embedder: str = "st", big_embedder: str = "onnx",
+        big_from: int = 50_000, incremental_size: int | None = 10_000, compare_at: int | None = 1_000,
+        log=print, save=lambda results: None) -> dict:
+    """Every size: corpus, build (child), query (child); the incremental rebuild at incremental_size;
+    at compare_at also a build with the ONNX embedder, to compare the two embedders' throughput.
+    save(results) is called after each size, so finished sizes survive a later failure."""
+    from texts import build_pool, make_corpus
+
+    with stopwatch() as t:
+        pool = build_pool(workdir / "pool")
+    log(f"  text pool: {len(pool):,} documents, ~{sum(d['chunks'] for d in pool):,} chunks ({t():.0f} s)")
+    results: dict = {"sizes": {}, "pool_documents": len(pool)}
+    for size in sizes:
+        how = big_embedder if size >= big_from else embedder
+        corpus, index = workdir / f"corpus-{size}", workdir / f"index-{size}-{how}"
+        shutil.rmtree(index, ignore_errors=True)
+        made = make_corpus(workdir / "pool", pool, size, corpus)
+        log(f"  ~{size:,}: {made['documents']:,} documents, {made['chars'] / 1e6:.1f} M chars; building with {how} …")
+        b = _child("build", str(corpus), str(index), "--embedder", how, "--encoder", str(encoder))
+        log(f"    built {b['chunks']:,} chunks + {b['sentences']:,} sentences, {b['index_type']}, {b['seconds']:.0f} s "
+            f"({b['texts_per_s']:.0f} texts/s), peak {b['memory']['VmHWM']:.0f} MB")
+        entry = {"build": b, "corpus": made}
+        if size == compare_at and how != "onnx":
+            other = workdir / f"index-{size}-onnx"
+            shutil.rmtree(other, ignore_errors=True)
+            entry["build_onnx"] = _child("build", str(corpus), str(other), "--embedder", "onnx", "--encoder", str(encoder))
+            log(f"    the same corpus embedded with ONNX: {entry['build_onnx']['texts_per_s']:.0f} texts/s")
+            shutil.rmtree(other, ignore_errors=True)
+        q = _child("query", str(index), "--encoder", str(encoder))
+        entry["query"] = q
+        log(f"    retrieve p50 {q['retrieve']['median']:.2f} ms p95 {q['retrieve']['p95']:.2f} ms; "
+            f"ask p50 {q['ask']['median']:.2f} ms" + (f"; recall@10 {_default_recall(q):.3f}" if "recall" in q else ""))
+        if size == incremental_size:
+            edited = edit_one_document(corpus)
+            inc = _child("build", str(corpus), str(index), "--embedder", how, "--encoder", str(encoder))
+            entry["incremental"] = {"edit": edited, "build": inc}
+            log(f"    incremental: edited {edited['file']}; {inc['embedded']} embedded, {inc['reused']:,} reused, "
+                f"{inc['seconds']:.1f} s (full build {b['seconds']:.0f} s)")
+        results["sizes"][str(size)] = entry
+        save(results)
+    return results
+
+
+def _default_recall(q: dict) -> float:
+    r = q["recall"]
+    return next(row["recall"] for row in r["by_ef"] if row["ef_search"] == r["default_ef"])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("corpus", type=Path)
+    b.add_argument("index", type=Path)
+    b.add_argument("--embedder", choices=["st", "onnx"], default="st")
+    b.add_argument("--encoder", type=Path)
+    q = sub.add_parser("query")
+    q.add_argument("index", type=Path)
+    q.add_argument("--encoder", type=Path, required=True)
+    args = p.parse_args()
+    if args.cmd == "build":
+        out = build(args.corpus, args.index, args.embedder, args.encoder)
+    else:
+        out = query(args.index, args.encoder)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
