@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     logging.getLogger("qa.app").info("loaded %s/: %s", args.index, ui.describe(bot))
     try:
-        ui.launch(ui.build_demo(bot), host=args.host, port=args.port)
+        ui.launch(ui.build_demo(bot, index_dir=args.index), host=args.host, port=args.port)
     except OSError as e:  # the port is taken, or the host is not an address of this machine
         print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 1

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import re
+import threading
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -263,9 +265,57 @@ def _recorded_corpus(index_dir: str | Path) -> Path:
     return Path(recorded) if recorded and Path(recorded).is_dir() else Path("corpus")
 
 
-def build_demo(bot: "Bot") -> "gr.Blocks":
-    """The chat app over bot: chat, examples, suggestions, the quoted paragraphs, and the API."""
+class Reloader:
+    """The bot on an index folder, swapped for the new one when a rebuild replaces its manifest.
+
+    Each request costs one stat of manifest.json (a rebuild replaces it atomically, so its inode
+    changes). One request loads the new index while the others keep using the old bot, which also
+    stays in service if the new index cannot be loaded.
+    """
+
+    def __init__(self, bot: "Bot", index_dir: str | Path):
+        self.bot, self.folder = bot, Path(index_dir)
+        self._stamp = _manifest_stamp(self.folder)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> "Bot":
+        stamp = _manifest_stamp(self.folder)
+        if stamp == self._stamp or stamp is None or not self._lock.acquire(blocking=False):
+            return self.bot
+        try:
+            if stamp != self._stamp:
+                from . import load
+
+                self._stamp = stamp  # a broken index is tried once, not on every request
+                try:
+                    self.bot = load(self.folder, check_stale=False)
+                    logger.info("reloaded %s/: %s", self.folder, describe(self.bot))
+                except Exception as e:  # whatever the failure, the previous bot still answers
+                    logger.warning("%s/ changed but cannot be loaded (%s); still serving the previous index",
+                                   self.folder, e)
+        finally:
+            self._lock.release()
+        return self.bot
+
+
+def _manifest_stamp(folder: Path) -> tuple[int, int, int] | None:
+    from .index import MANIFEST
+
+    try:
+        st = os.stat(folder / MANIFEST)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def build_demo(bot: "Bot", index_dir: str | Path | None = None) -> "gr.Blocks":
+    """The chat app over bot: chat, examples, suggestions, the quoted paragraphs, and the API.
+
+    With index_dir, answers come from the index there as it is rebuilt (see Reloader).
+    """
     import gradio as gr
+
+    current = Reloader(bot, index_dir) if index_dir is not None else (lambda: bot)
 
     title = corpus_title(bot)
     examples = example_questions(bot)
@@ -281,7 +331,8 @@ def build_demo(bot: "Bot") -> "gr.Blocks":
         message = message if isinstance(message, str) else ""
         if not message.strip():  # an empty submit changes nothing
             return "", session["shown"], session, gr.skip(), gr.skip()
-        text, answer = reply(bot, message, session["history"])
+        live = current()
+        text, answer = reply(live, message, session["history"])
         shown = session["shown"] + [
             {"role": "user", "content": shown_question(message)}, {"role": "assistant", "content": text},
         ]
@@ -289,7 +340,7 @@ def build_demo(bot: "Bot") -> "gr.Blocks":
         if answer is not None:  # refused questions (too long…) are not context for follow-ups
             history = history + [{"role": "user", "content": message}, {"role": "assistant", "content": text}]
         session = {"history": history[-KEPT_MESSAGES:], "shown": shown[-KEPT_MESSAGES:]}
-        panel = context_html(bot, answer.quotes if answer else [])
+        panel = context_html(live, answer.quotes if answer else [])
         return "", session["shown"], session, panel, prompt_list(answer is not None and answer.abstained)
 
     def respond_to_sample(sample: list | None, session: dict | None):
@@ -307,12 +358,12 @@ def build_demo(bot: "Bot") -> "gr.Blocks":
 
     def chat(message: str, history: list[dict] | None = None) -> str:
         """Answer a question by quoting the corpus. history: earlier turns as messages. Returns Markdown."""
-        return reply(bot, message, history)[0]
+        return reply(current(), message, history)[0]
 
     def retrieve(query: str, k: int = 5) -> list[dict]:
         """The k best passages for a query: text, source, title, section, start, end, score."""
         try:
-            return passages(bot, query, k)
+            return passages(current(), query, k)
         except QAError as e:
             raise gr.Error(str(e)) from e
 
@@ -354,10 +405,33 @@ def build_demo(bot: "Bot") -> "gr.Blocks":
     return demo
 
 
+# Gradio's file route fetches a URL given in place of a path (/gradio_api/file=https://…), looking
+# its host up over DNS-over-HTTPS: an offline app must not make requests on a caller's behalf.
+_REMOTE_FILE = re.compile(r"/gradio_api/file[=/][a-z][a-z0-9+.-]*:", re.I)
+
+
+class NoRemoteFiles:
+    """ASGI middleware: 403 for a file request naming a URL, before Gradio would fetch it."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and _REMOTE_FILE.match(scope.get("path", "")):
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+            await send({"type": "http.response.body", "body": b"This app serves no remote files."})
+            return
+        await self.app(scope, receive, send)
+
+
 def launch(demo: "gr.Blocks", host: str = "127.0.0.1", port: int = 7860) -> None:
     """Serve the app with safe defaults: local only, bounded queue, no monitoring, no extra files."""
+    from starlette.middleware import Middleware
+
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
     demo.launch(
         server_name=host, server_port=port, share=False, enable_monitoring=False, ssr_mode=False,
         mcp_server=False, pwa=False, show_error=False, css=CSS, footer_links=["api"],
+        app_kwargs={"middleware": [Middleware(NoRemoteFiles)]},
     )
