@@ -29,15 +29,16 @@ import re
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from .chunking import Chunk, ChunkerSettings, chunk_document, embedding_text, sentence_embedding_texts
-from .corpus import Document, load_corpus, corpus_files, content_hash, file_hash
+from .corpus import Corpus, Document, load_corpus, corpus_files, content_hash, file_hash
 from .embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, export_onnx, token_counter
 from .errors import CorpusError, IndexCorruptError, IndexNotFoundError, StaleIndexError
 
@@ -45,10 +46,13 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+LOCK = ".build.lock"  # held while a build writes the folder; never deleted (that would race)
 HNSW_THRESHOLD = 50_000  # exact search stays under ~3 ms below this many chunks
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
 # The only names a build writes; nothing else in the folder is ever deleted.
-_DATA_FILE = re.compile(r"(?:documents|chunks|vectors|sentences)\.[0-9a-f]{12}\.(?:jsonl|faiss|npy)|encoder\.[0-9a-f]{12}")
+_DATA_FILE = re.compile(
+    r"(?:documents|chunks|vectors|sentences)\.[0-9a-f]{12}\.(?:jsonl|faiss|npy)|encoder\.[0-9a-f]{12}"
+)
 _TEMP_FILE = re.compile(r"\.(?:documents|chunks|vectors|sentences|encoder|manifest\.json)\..*\.tmp")
 # What load and staleness read from a manifest: (key, type) at the top level and below "model".
 _MANIFEST_KEYS = {"model": dict, "chunker": dict, "documents": dict, "counts": dict, "files": dict}
@@ -270,17 +274,26 @@ def build_index(
     folder = Path(index_dir)
     corpus = load_corpus(corpus_dir)
     reference = embedder or SentenceTransformerEmbedder(model)
-    name = reference.name
-    count_tokens = token_counter(name) if embedder is None else None
+    count_tokens = token_counter(reference.name) if embedder is None else None
 
     chunks = [c for doc in corpus.documents for c in chunk_document(doc, settings, count_tokens)]
     if not chunks:
         raise CorpusError(f"the documents in {corpus_dir} hold no text to index besides their titles")
-    docs = {d.source: d for d in corpus.documents}
-    chunk_texts = [embedding_text(c.title, c.section, c.text) for c in chunks]
-    sentence_texts = sentence_embedding_texts(chunks, docs)
 
     folder.mkdir(parents=True, exist_ok=True)
+    with _build_lock(folder):
+        return _write_index(folder, Path(corpus_dir), corpus, chunks, reference, settings, query_encoder, progress,
+                            started)
+
+
+def _write_index(
+    folder: Path, corpus_dir: Path, corpus: Corpus, chunks: list[Chunk], reference: Embedder,
+    settings: ChunkerSettings, query_encoder: bool, progress: bool, started: float,
+) -> BuildReport:
+    """Embed what the previous index lacks, write the data files, then swap the manifest in (lock held)."""
+    name, docs = reference.name, {d.source: d for d in corpus.documents}
+    chunk_texts = [embedding_text(c.title, c.section, c.text) for c in chunks]
+    sentence_texts = sentence_embedding_texts(chunks, docs)
     cache = _previous_vectors(folder, name)
     all_texts = chunk_texts + sentence_texts
     keys = [_text_key(t) for t in all_texts]
@@ -322,9 +335,9 @@ def build_index(
         "model": {"name": name, "dim": dim},
         "chunker": settings.as_dict(),
         "index_type": index_type,
-        "corpus_dir": str(Path(corpus_dir).resolve()),
+        "corpus_dir": str(corpus_dir.resolve()),
         "documents": {d.source: {"sha256": d.sha256, "title": d.title, "chars": len(d.text)} for d in corpus.documents},
-        "skipped": {source: file_hash(Path(corpus_dir) / source) or "unreadable" for source, _ in corpus.skipped},
+        "skipped": {source: file_hash(corpus_dir / source) or "unreadable" for source, _ in corpus.skipped},
         "counts": {"documents": len(docs), "chunks": len(chunks), "sentences": len(sentence_texts)},
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "build_seconds": round(time.perf_counter() - started, 2),
@@ -337,6 +350,26 @@ def build_index(
         embedded=len(missing), reused=len(set(keys)) - len(missing), skipped=corpus.skipped,
         index_type=index_type, seconds=time.perf_counter() - started,
     )
+
+
+@contextmanager
+def _build_lock(folder: Path) -> Iterator[None]:
+    """One build at a time per index folder: a second build waits for the first.
+
+    Without it, a build that finishes first would collect the data files of one that has written
+    them but not yet its manifest, and the second manifest would point at deleted files.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (a single build at a time is then up to the user)
+        yield
+        return
+    with open(folder / LOCK, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

@@ -253,7 +253,8 @@ def test_pathological_text_still_fits_the_window(text, count_tokens):
 # --- any text ------------------------------------------------------------------------------------
 
 _PIECES = [
-    "# Heading", "## Sub heading", "## " + "漫长的标题" * 80, "### ", "#", "Plain heading", "Setext", "=====", "-----", "---", "* * *",
+    "# Heading", "## Sub heading", "## " + "漫长的标题" * 80, "### ", "#", "Plain heading", "Setext", "=====",
+    "-----", "---", "* * *",
     "```", "```python", "~~~", "Key: value", "Address: Chem. du Pommier 5, 1218 Le Grand-Saconnex",
     "- a list item", "  continued item", "1. First step", "2) Second step", "A sentence. Another one! A third?",
     "Dr. Smith met Mr. Jones at 3.30 p.m. on Jan. 5. They talked.", "“Quoted,” she said. ‘Yes.’ Then:",

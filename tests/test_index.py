@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pytest
 import qa
 from qa.chunking import ChunkerSettings
 from qa.embedding import DEFAULT_MODEL
-from qa.index import FORMAT_VERSION, MANIFEST, build_index, load_index, read_manifest, staleness
+from qa.index import FORMAT_VERSION, LOCK, MANIFEST, build_index, load_index, read_manifest, staleness
 
 from conftest import DATA, SEED_FILE
 
@@ -113,7 +114,7 @@ def test_records_are_json_lines_and_arrays_without_pickle(seed_index):
     manifest = read_manifest(seed_index)
     files = manifest["files"]
     names = data_files(seed_index)
-    assert names == {MANIFEST} | {entry["name"] for entry in files.values()}
+    assert names == {MANIFEST, LOCK} | {entry["name"] for entry in files.values()}
     assert not [p for p in seed_index.rglob("*") if p.suffix in (".pkl", ".pickle", ".joblib")]
     documents = [json.loads(line) for line in (seed_index / files["documents"]["name"]).read_text("utf-8").splitlines()]
     assert [d["source"] for d in documents] == [SEED_FILE.name]
@@ -170,7 +171,8 @@ def test_a_fresh_index_loads_and_answers(small_copy):
     [
         (lambda c: (c / SEED_FILE.name).write_text(SEED_FILE.read_text("utf-8") + "\nA new sentence.\n", "utf-8"),
          f"{SEED_FILE.name} changed"),
-        (lambda c: (c / "notes" / "new.md").write_text("# New\n\nA new document.\n", "utf-8"), "notes/new.md was added"),
+        (lambda c: (c / "notes" / "new.md").write_text("# New\n\nA new document.\n", "utf-8"),
+         "notes/new.md was added"),
         (lambda c: (c / "notes" / "cafe-notes.md").unlink(), "notes/cafe-notes.md was removed"),
         (lambda c: (c / "empty.txt").write_text("Not empty\n\nAny more.\n", "utf-8"), "empty.txt changed"),
         (lambda c: (c / "binary.txt").write_bytes(b"\x00\x01"), "binary.txt was added"),
@@ -301,7 +303,7 @@ def test_failed_rebuild_leaves_the_previous_index(tmp_path, monkeypatch, failure
     assert any("A different text altogether." in c.text for c in load_index(index).chunks)
     new, old = read_manifest(index), json.loads(before)
     # only the current and the previous generation remain: what the failed build wrote is gone
-    assert data_files(index) == {MANIFEST} | {e["name"] for m in (new, old) for e in m["files"].values()}
+    assert data_files(index) == {MANIFEST, LOCK} | {e["name"] for m in (new, old) for e in m["files"].values()}
 
 
 def test_failed_rebuild_with_the_real_model_keeps_answering(small_copy, monkeypatch):
@@ -315,6 +317,46 @@ def test_failed_rebuild_with_the_real_model_keeps_answering(small_copy, monkeypa
     monkeypatch.undo()
     bot = qa.load(index, corpus_dir=corpus, check_stale=False)
     assert "Émile Roux" in bot.retrieve("Who founded the Lakeside Observatory?")[0].text
+
+
+def test_concurrent_builds_into_one_folder_leave_a_loadable_index(tmp_path, monkeypatch):
+    """A second build that finishes while the first is between its data files and its manifest
+    must not collect the first one's files (it waits for the build lock)."""
+    import qa.index
+
+    first_corpus, second_corpus = make_corpus(tmp_path / "first"), make_corpus(tmp_path / "second")
+    (second_corpus / "later.txt").write_text("Later\n\nWritten by the second build.\n", "utf-8")
+    index = tmp_path / "index"
+    paused, resume = threading.Event(), threading.Event()
+    atomic_write = qa.index._atomic_write
+
+    def pausing_atomic_write(path, write):
+        if threading.current_thread().name == "first":  # data files written, manifest not yet
+            paused.set()
+            resume.wait(timeout=120)
+        return atomic_write(path, write)
+
+    monkeypatch.setattr(qa.index, "_atomic_write", pausing_atomic_write)
+    errors = []
+
+    def build(corpus):
+        try:
+            build_index(corpus_dir=corpus, index_dir=index, embedder=FakeEmbedder())
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    first = threading.Thread(target=build, args=(first_corpus,), name="first")
+    second = threading.Thread(target=build, args=(second_corpus,), name="second")
+    first.start()
+    assert paused.wait(timeout=120)
+    second.start()
+    second.join(timeout=1)  # without the lock, the second build would be done (and have collected) by now
+    resume.set()
+    first.join(timeout=120)
+    second.join(timeout=120)
+    assert errors == []
+    data = load_index(index)
+    assert "later.txt" in data.documents  # the second build ran last, over the first one's complete index
 
 
 def test_incremental_rebuild_embeds_only_what_changed(tmp_path):
@@ -399,7 +441,8 @@ def test_cli_build_prints_a_one_line_summary(small_copy, capsys):
     out, err = capsys.readouterr()
     counts = read_manifest(index)["counts"]
     prefix = f"built {index}/: 3 documents, 1 skipped, {counts['chunks']} chunks, {counts['sentences']} sentences, "
-    assert out.startswith(prefix) and re.fullmatch(r"0 embedded, \d+ reused, flat, \d+\.\d s\n", out[len(prefix) :]), out
+    assert out.startswith(prefix), out
+    assert re.fullmatch(r"0 embedded, \d+ reused, flat, \d+\.\d s\n", out[len(prefix) :]), out
     assert "empty.txt" in err  # the skipped file is named
 
 
