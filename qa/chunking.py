@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Sequence
 
 from .corpus import Document
 
-CHUNKER_VERSION = 2
+CHUNKER_VERSION = 3
 SECTION_SEPARATOR = " › "
 # A runaway title or heading must not crowd the text out of the model's window: the
 # place shown to the model is cut to this many characters (~at most as many word pieces).
@@ -79,6 +79,7 @@ _KEY_VALUE = re.compile(r"[A-Z][\w'’()/&-]*(?:[ \t][\w'’()/&-]+){0,4}:[ \t]+
 _LIST_ITEM = re.compile(r"[ \t]*(?:[-*+•◦‣]|\d{1,3}[.)])[ \t]+\S")
 _BOUNDARY = re.compile(r"[.!?…]+[\"'’”)\]]*(?=\s+(\S))|[。！？]+[」』”’）)]*(?=\s*\S)")
 _WORD_BEFORE = re.compile(r"([\w.]+?)\.*$")
+_NUMBERING = re.compile(r"(?:\d+\.)*\d*\.?\s*")  # "2.1. " before a heading's words
 _ENUMERATOR = re.compile(r"\(?(?:\d{1,3}|[ivx]{1,4}|[IVX]{1,4}|[A-Za-z])\)?")
 
 
@@ -109,6 +110,8 @@ def _is_plain_heading(line: str) -> bool:
         and not _KEY_VALUE.match(line)
         and not _LIST_ITEM.match(line)
         and "://" not in line
+        # "Copyright (C) 1994 Graeme W. Wilford. (Wilf.)" is a sentence; "2.1. Grants" is a heading
+        and ". " not in line[_NUMBERING.match(line).end() :]
     )
 
 
@@ -193,7 +196,7 @@ def _text_blocks(text: str, start: int, end: int) -> Iterator[_Block]:
             line = text[s:e]
             md = _MD_HEADING.match(line)
             below = text[lines[i + 1][0] : lines[i + 1][1]] if i + 1 < len(lines) else ""
-            setext = i == 0 and not md and _SETEXT.match(below) and not _LIST_ITEM.match(line)
+            setext = i == 0 and not md and _SETEXT.match(below)
             if md or setext:
                 yield from _body_block(text, body)
                 body = []
@@ -272,6 +275,8 @@ def chunk_document(
     if blocks and blocks[0].kind == "heading" and blocks[0].heading == doc.title:
         blocks = blocks[1:]
     # In plain text a heading directly followed by another heading groups the ones after it.
+    # Where the document marks its headings (#, setext), a plain one nests under the marked one.
+    base = 6 if any(b.kind == "heading" and b.level for b in blocks) else 0
     levels = []
     group_open = False
     for i, b in enumerate(blocks):
@@ -280,10 +285,10 @@ def chunk_document(
             continue
         nxt = blocks[i + 1] if i + 1 < len(blocks) else None
         if nxt is not None and nxt.kind == "heading" and not nxt.level:
-            levels.append(1)
+            levels.append(base + 1)
             group_open = True
         else:
-            levels.append(2 if group_open else 1)
+            levels.append(base + (2 if group_open else 1))
 
     chunks: list[Chunk] = []
     path: list[tuple[int, str]] = []

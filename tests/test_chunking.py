@@ -218,6 +218,23 @@ def test_markdown_headings_lists_setext_fences_and_unicode(messy, count_tokens):
     ]
 
 
+def test_plain_headings_nest_under_marked_ones_and_a_sentence_is_no_heading(count_tokens):
+    text = (
+        "Licence\n=======\n\n1. Definitions\n--------------\n\nWords mean what they say.\n\n"
+        "2. Grants\n---------\n\n2.1. Scope\n\nYou may copy it.\n\n2.2. Date\n\nFrom today.\n\n"
+        "## Copyright\n\nCopyright (C) 1994, 1995 Graeme W. Wilford. (Wilf.)\n\nCopyright (C) 1995 Carl Edman.\n"
+    )
+    doc = make_doc(text, "licence.md")
+    chunks = chunk_document(doc, count_tokens=count_tokens)
+    check_chunks(doc, chunks, count_tokens)
+    assert [(c.section, c.text) for c in chunks] == [
+        ("1. Definitions", "Words mean what they say."),
+        ("2. Grants › 2.1. Scope", "You may copy it."),
+        ("2. Grants › 2.2. Date", "From today."),
+        ("Copyright", "Copyright (C) 1994, 1995 Graeme W. Wilford. (Wilf.)\n\nCopyright (C) 1995 Carl Edman."),
+    ]
+
+
 def test_long_paragraph_and_a_sentence_longer_than_the_window(messy, count_tokens):
     doc = messy["valley-chronicle.txt"]
     chunks = chunk_document(doc, count_tokens=count_tokens)
