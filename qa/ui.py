@@ -365,7 +365,7 @@ def build_demo(bot: "Bot", index_dir: str | Path | None = None) -> "gr.Blocks":
         try:
             return passages(current(), query, k)
         except QAError as e:
-            raise gr.Error(str(e)) from e
+            raise gr.Error(str(e), print_exception=False) from e  # the caller's mistake: no traceback in the log
 
     with gr.Blocks(title=title, fill_width=False) as demo:
         gr.Markdown(f"# {escape(title)}\n{escape(describe(bot))}")

@@ -1,0 +1,168 @@
+"""Helpers for the hardening tests: app.py in a subprocess with a network guard, and its clients.
+
+`serve()` differs from test_app_api.running_app in what the hardening tests need: a chosen working
+folder and environment, the process itself (its pid, for /proc), and a guard that records every
+non-loopback connection or name lookup the server attempts (GUARD, loaded as sitecustomize.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_SECONDS = 180  # a hang guard, not a timing: a stale index is rebuilt before the server starts
+
+GUARD = '''\
+"""Network guard for tests: refuse and record every non-loopback connection or name lookup."""
+import errno, ipaddress, os, socket
+
+_LOG = os.environ.get("QA_NET_GUARD_LOG")
+_connect, _connect_ex, _getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+
+
+def _local(host):
+    if host in (None, "", "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _numeric(host):
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def _record(what):
+    if _LOG:
+        with open(_LOG, "a") as f:
+            f.write(f"{os.getpid()} {what!r}\\n")
+
+
+def connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(address[0]):
+        _record(address)
+        raise OSError(errno.ENETUNREACH, f"network guard: no connection to {address}")
+    return _connect(self, address)
+
+
+def connect_ex(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(address[0]):
+        _record(address)
+        return errno.ENETUNREACH
+    return _connect_ex(self, address)
+
+
+def getaddrinfo(host, *args, **kwargs):
+    name = host.decode() if isinstance(host, bytes) else host
+    if not (_local(name) or _numeric(name)):  # a numeric address needs no lookup; connect decides
+        _record(name)
+        raise socket.gaierror(socket.EAI_NONAME, f"network guard: no lookup of {name}")
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.socket.connect = connect
+socket.socket.connect_ex = connect_ex
+socket.getaddrinfo = getaddrinfo
+'''
+
+
+def write_guard(folder: Path) -> Path:
+    """A folder holding the guard as sitecustomize.py: put it first on PYTHONPATH."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(GUARD, "utf-8")
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def status(url: str, timeout: float = 5) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
+@dataclass
+class App:
+    url: str
+    port: int
+    proc: subprocess.Popen
+    log: Path
+    net_log: Path | None
+
+    def output(self) -> str:
+        return self.log.read_text("utf-8", errors="replace")
+
+    def attempts(self) -> list[str]:
+        """Non-loopback connections and lookups the server attempted (the guard refused them)."""
+        if self.net_log is None or not self.net_log.exists():
+            return []
+        return self.net_log.read_text("utf-8").splitlines()
+
+
+def app_env(guard: Path | None = None, net_log: Path | None = None) -> dict[str, str]:
+    """The environment a user has: none of the HF_/TRANSFORMERS_/GRADIO_ settings (app.py sets its own)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_", "GRADIO_", "PYTHON"))}
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (guard, ROOT) if p)
+    env["PYTHONUNBUFFERED"] = "1"  # the log shows what the server printed so far
+    if net_log is not None:
+        env["QA_NET_GUARD_LOG"] = str(net_log)
+    return env
+
+
+@contextlib.contextmanager
+def serve(*args: str, workdir: Path, guard: bool = True) -> Iterator[App]:
+    """`python app.py --port P *args` in workdir; yields once / answers 200; always stops it."""
+    port = free_port()
+    log = workdir / f"app-{port}.log"
+    net_log = workdir / f"net-{port}.log" if guard else None
+    env = app_env(write_guard(workdir / "guard") if guard else None, net_log)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), *args],
+                                cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env)
+    app = App(f"http://127.0.0.1:{port}/", port, proc, log, net_log)
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while status(app.url, timeout=2) != 200:
+            if proc.poll() is not None:
+                raise AssertionError(f"app.py exited with {proc.returncode}:\n{app.output()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"app.py did not answer within {STARTUP_SECONDS} s:\n{app.output()}")
+            time.sleep(0.2)
+        yield app
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def client(url: str, **kwargs):
+    """A gradio_client Client that sends no telemetry (its analytics_enabled defaults to on)."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False, analytics_enabled=False, **kwargs)
