@@ -37,7 +37,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .chunking import Chunk, ChunkerSettings, chunk_document, embedding_text, sentence_embedding_texts
+from .chunking import (
+    CHUNKER_VERSION, Chunk, ChunkerSettings, chunk_document, embedding_text, sentence_embedding_texts,
+)
 from .corpus import Corpus, Document, load_corpus, corpus_files, content_hash, file_hash
 from .embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, export_onnx, token_counter
 from .errors import CorpusError, IndexCorruptError, IndexNotFoundError, StaleIndexError
@@ -145,11 +147,17 @@ def staleness(
     model: str | None = None,
     settings: ChunkerSettings | None = None,
 ) -> list[str]:
-    """Why the index no longer matches the corpus, model or chunker; empty when it is fresh."""
+    """Why the index no longer matches the corpus, model or chunker; empty when it is fresh.
+
+    The chunker's version is always checked: chunks cut by older code lack its fixes.
+    """
     reasons = []
     if model is not None and manifest["model"]["name"] != model:
         reasons.append(f"it was built with model {manifest['model']['name']!r}, not {model!r}")
-    if settings is not None and manifest["chunker"] != settings.as_dict():
+    version = manifest["chunker"].get("version")
+    if version != CHUNKER_VERSION:
+        reasons.append(f"it was chunked by chunker version {version}; this is version {CHUNKER_VERSION}")
+    elif settings is not None and manifest["chunker"] != settings.as_dict():
         reasons.append("the chunker settings changed")
     if corpus_dir is not None:
         root = Path(corpus_dir)

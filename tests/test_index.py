@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import qa
-from qa.chunking import ChunkerSettings
+from qa.chunking import CHUNKER_VERSION, ChunkerSettings
 from qa.embedding import DEFAULT_MODEL
 from qa.index import FORMAT_VERSION, LOCK, MANIFEST, build_index, load_index, read_manifest, staleness
 
@@ -207,6 +207,14 @@ def test_model_and_chunker_mismatch_are_reported(small_copy):
     [reason] = staleness(manifest, model="sentence-transformers/all-mpnet-base-v2")
     assert DEFAULT_MODEL in reason and "all-mpnet-base-v2" in reason
     assert staleness(manifest, settings=ChunkerSettings(max_chars=300)) == ["the chunker settings changed"]
+
+
+def test_an_index_cut_by_an_older_chunker_is_stale(small_copy):
+    corpus, index = small_copy
+    _edit_manifest(lambda m: m["chunker"].update(version=CHUNKER_VERSION - 1))(index)
+    with pytest.raises(qa.StaleIndexError) as e:
+        qa.load(index, corpus_dir=corpus)
+    assert f"chunker version {CHUNKER_VERSION - 1}" in str(e.value) and FIX in str(e.value)
 
 
 def test_another_model_reuses_no_vectors(small_copy):
