@@ -200,6 +200,16 @@ def test_rebuild_after_an_edit_embeds_only_that_document(small_copy):
     assert "Tours last two hours" in best.text
 
 
+def test_progress_bar_only_when_asked(small_copy, capfd):
+    corpus, index = small_copy
+    (corpus / "notes" / "new.md").write_text("# New\n\nA sentence to embed.\n", "utf-8")
+    build_index(corpus_dir=corpus, index_dir=index, query_encoder=False, progress=True)  # the CLI asks on a TTY
+    assert "Batches" in capfd.readouterr().err
+    (corpus / "notes" / "new.md").write_text("# New\n\nAnother sentence to embed.\n", "utf-8")
+    build_index(corpus_dir=corpus, index_dir=index, query_encoder=False)
+    assert "Batches" not in capfd.readouterr().err
+
+
 def test_model_and_chunker_mismatch_are_reported(small_copy):
     _, index = small_copy
     manifest = read_manifest(index)
