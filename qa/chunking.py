@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Sequence
 
 from .corpus import Document
 
-CHUNKER_VERSION = 3
+CHUNKER_VERSION = 4
 SECTION_SEPARATOR = " › "
 # A runaway title or heading must not crowd the text out of the model's window: the
 # place shown to the model is cut to this many characters (~at most as many word pieces).
@@ -358,6 +358,7 @@ def _with_unique_ids(chunks: list[Chunk]) -> list[Chunk]:
 _POINTS_BACK = re.compile(
     r"(?:(?:\w+\W+){0,3}\w+,\s*)?(?:it|its|they|their|them|this|these|those|such|he|she|his|her)\b", re.I
 )
+MAX_UNIT_CHARS = 600  # ~150 word pieces of English: with a title prefix still inside the 256 window
 _BLANK_LINE = re.compile(r"\n[ \t\r\u00a0]*\n")
 
 
@@ -365,12 +366,16 @@ def quote_units(text: str, sentences: Sequence[Span]) -> list[Span]:
     """For each sentence of one document (in document order): the span to quote for it.
 
     The sentence itself, or, when it opens with a pronoun pointing back, the sentence before
-    it too (if that one is in the same paragraph). Derived from the offsets, so never stored.
+    it too (if that one is in the same paragraph and the two stay short enough to quote and to
+    fit the model's window). Derived from the offsets, so never stored.
     """
     units = []
     for i, (s, e) in enumerate(sentences):
         prev = sentences[i - 1] if i else None
-        if prev and prev[1] <= s and _POINTS_BACK.match(text, s) and not _BLANK_LINE.search(text, prev[1], s):
+        if (
+            prev and prev[1] <= s and e - prev[0] <= MAX_UNIT_CHARS
+            and _POINTS_BACK.match(text, s) and not _BLANK_LINE.search(text, prev[1], s)
+        ):
             units.append((prev[0], e))
         else:
             units.append((s, e))

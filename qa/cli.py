@@ -71,8 +71,8 @@ def _build(args) -> int:
         corpus_dir=args.corpus, index_dir=args.index, model=args.model or DEFAULT_MODEL,
         query_encoder=not args.no_onnx, progress=sys.stderr.isatty(),
     )
-    for source, reason in report.skipped:
-        print(f"skipped {source}: {reason}", file=sys.stderr)
+    for _, reason in report.skipped:
+        print(f"skipped: {reason}", file=sys.stderr)
     print(f"built {args.index}/: {report.summary()}")
     return 0
 

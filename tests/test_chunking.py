@@ -299,3 +299,19 @@ def test_any_text_keeps_the_invariants(text, count_tokens):
     if chunks:
         check_chunks(doc, chunks, count_tokens)
     assert chunk_document(doc, count_tokens=count_tokens) == chunks  # deterministic
+
+
+def test_quote_units_point_back_and_fit_the_window(seed_doc, messy, count_tokens):
+    """A sentence opening with a pronoun is quoted (and embedded) with the one before, within the window."""
+    from qa.chunking import quote_units, sentence_embedding_texts
+
+    chunks = chunk_document(seed_doc, count_tokens=count_tokens)
+    sentences = [s for c in chunks for s in c.sentences]
+    units = quote_units(seed_doc.text, sentences)
+    widened = [seed_doc.text[s:e] for (s, e), sentence in zip(units, sentences) if (s, e) != sentence]
+    assert any(w.startswith("Today, the IPU comprises") and "It promotes democracy" in w for w in widened)
+    assert all(s <= sentence[0] and e == sentence[1] for (s, e), sentence in zip(units, sentences))
+    for doc in [seed_doc, *messy.values()]:
+        doc_chunks = chunk_document(doc, count_tokens=count_tokens)
+        texts = sentence_embedding_texts(doc_chunks, {doc.source: doc})
+        assert all(count_tokens(t) <= MAX_SEQ_LENGTH for t in texts)
