@@ -15,7 +15,7 @@ from .answer import Answer, Candidate, Scoring, answer_check, asked_kind, questi
 from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
 from .conversation import Message, resolve
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
-from .errors import InvalidQuestionError, QAError, StaleIndexError
+from .errors import InvalidQuestionError, ModelError, QAError, StaleIndexError
 from .index import IndexData, load_index, read_manifest, staleness
 from .retrieval import Lexicon, Passage, Retriever
 
@@ -175,4 +175,10 @@ def _encoder(data: IndexData, choice: str) -> Embedder:
             logger.warning("ONNX query encoder unavailable (%s); using sentence-transformers", e)
     elif choice == "onnx":
         raise QAError(f"the index in {data.folder}/ has no ONNX query encoder — rebuild it with python -m qa build")
-    return SentenceTransformerEmbedder(name)
+    try:
+        return SentenceTransformerEmbedder(name)
+    except ModelError as e:  # built with a model that is not here: its vectors are of no use without it
+        raise StaleIndexError(
+            f"the index in {data.folder}/ was built with model {name!r}, which is not available here ({e}) — "
+            f"run: python -m qa build --index {data.folder}"
+        ) from e
