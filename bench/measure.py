@@ -72,22 +72,28 @@ class Timed:
     """Wraps a method of a class so every call's duration is recorded; undone by .restore()."""
 
     def __init__(self, cls: type, method: str):
-        self.cls, self.method, self.calls = cls, method, []
+        self.cls, self.method, self.calls, self.cpu_calls = cls, method, [], []
         self.original = getattr(cls, method)
-        original, calls = self.original, self.calls
+        original, calls, cpu_calls = self.original, self.calls, self.cpu_calls
 
         def timed(obj, *args, **kwargs):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             try:
                 return original(obj, *args, **kwargs)
             finally:
                 calls.append(time.perf_counter() - start)
+                cpu_calls.append(time.process_time() - cpu)
 
         setattr(cls, method, timed)
 
     @property
     def seconds(self) -> float:
         return sum(self.calls)
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time of the process (all its threads) during the calls: less sensitive to other jobs than wall time."""
+        return sum(self.cpu_calls)
 
     def restore(self) -> None:
         setattr(self.cls, self.method, self.original)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -41,10 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--big-embedder", choices=["st", "onnx"], default="onnx",
                    help="scale: embedder for sizes from --big-from up (default: onnx; see results.md)")
     p.add_argument("--big-from", type=int, default=50_000, help="scale: first size built with --big-embedder")
+    p.add_argument("--requery", action="store_true",
+                   help="scale: only query again the sizes whose index is still in --workdir (keeps their build figures)")
     p.add_argument("--rounds", type=int, default=7, help="warm: rounds over the dev questions (default: 7)")
     p.add_argument("--runs", type=int, default=5, help="cold: launches of the CLI (default: 5; app: 3)")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "qa-bench",
                    help="scale: where the text pool, corpora and indexes go (default: $TMPDIR/qa-bench)")
+    p.add_argument("--wait-idle", type=float, metavar="LOAD",
+                   help="before each part, wait (up to --wait-max s) until the 1-minute load average is at most LOAD")
+    p.add_argument("--wait-max", type=float, default=900, help="longest wait for --wait-idle, in seconds")
     p.add_argument("--no-write", action="store_true", help="print only; leave results.json/.md alone")
     return p
 
@@ -68,6 +74,14 @@ def main(argv: list[str] | None = None) -> int:
             RESULTS_JSON.write_text(json.dumps(results, indent=1) + "\n")
             RESULTS_MD.write_text(render(results))
 
+    def wait_idle() -> None:
+        if args.wait_idle is None:
+            return
+        started = time.monotonic()
+        while os.getloadavg()[0] > args.wait_idle and time.monotonic() - started < args.wait_max:
+            time.sleep(5)
+        print(f"  (load average {os.getloadavg()[0]:.2f} after waiting {time.monotonic() - started:.0f} s)")
+
     with tempfile.TemporaryDirectory(prefix="qa-bench-seed-") as tmp:
         seed = Path(tmp) / "index"
         if set(parts) & {"warm", "cold", "memory", "scale"}:
@@ -78,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed index: {built['chunks']} chunks, {built['sentences']} sentences, built in "
                   f"{built['seconds']:.1f} s ({time.perf_counter() - started:.1f} s)")
         if "warm" in parts:
+            wait_idle()
             import warm
 
             print(f"warm latency ({args.rounds} rounds) …")
@@ -88,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  sentence-transformers / ONNX: {r['st_over_onnx']:.1f}x; load average {r['load_avg']}")
             save("warm", r)
         if "cold" in parts:
+            wait_idle()
             import cold
 
             print("cold start …")
@@ -106,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"libtorch mapped: {r['app']['torch_loaded']}")
             save("cold", r)
         if "memory" in parts:
+            wait_idle()
             import cold
             import warm
 
@@ -132,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             previous = results.get("scale", {}).get("sizes", {})
             scale.run(args.workdir, sizes, keep, embedder=args.embedder, big_embedder=args.big_embedder,
                       big_from=args.big_from, log=lambda line: print(line, flush=True),
-                      save=lambda r: save("scale", r | {"sizes": previous | r["sizes"]}))
+                      save=lambda r: save("scale", r | {"sizes": previous | r["sizes"]}),
+                      requery=previous if args.requery else None, before_query=wait_idle)
     if not args.no_write:
         print(f"wrote {RESULTS_MD.relative_to(ROOT)} and {RESULTS_JSON.relative_to(ROOT)}")
     return 0
