@@ -44,6 +44,9 @@ CONTEXT_CHARS = 700  # at most this much paragraph either side of a highlighted 
 SHOWN_QUESTION_CHARS = 300  # a rejected (too long) question is echoed this far
 KEPT_MESSAGES = 40  # history kept per session and accepted from API callers
 QUEUE_SIZE = 64
+# Gradio keeps a copy of the page's config (~35 KB) plus the conversation for every session, API calls
+# included, and by default up to 10,000 of them: hundreds of MB. The least recently used go first.
+SESSIONS = 1000
 EXAMPLES_LABEL = "Examples"
 SUGGESTIONS_LABEL = "I can answer questions like these"
 CONCURRENCY = 2
@@ -433,5 +436,5 @@ def launch(demo: "gr.Blocks", host: str = "127.0.0.1", port: int = 7860) -> None
     demo.launch(
         server_name=host, server_port=port, share=False, enable_monitoring=False, ssr_mode=False,
         mcp_server=False, pwa=False, show_error=False, css=CSS, footer_links=["api"],
-        app_kwargs={"middleware": [Middleware(NoRemoteFiles)]},
+        app_kwargs={"middleware": [Middleware(NoRemoteFiles)]}, state_session_capacity=SESSIONS,
     )
