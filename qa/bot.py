@@ -82,46 +82,53 @@ class Bot:
             return Answer(render_refusal(text, self.suggestions(),
                                          "I answer questions by quoting my documents."), [], True, text)
         query = self.retriever.lexicon.correct(resolved.query)
-        qvec = self.encode(query)
-        terms = self.retriever.lexicon.terms(query)
-        ranked = self.retriever.rank(qvec, terms, self.scoring.candidate_chunks)
-        lexical = self.sentence_lexicon.scores(self.sentence_lexicon.terms(query))
-        hints = question_hints(query, self.sentence_lexicon.terms, self.scoring)
-        candidates = score_sentences(self.data, self.units, qvec, lexical, ranked, self.scoring, hints)
+        candidates, hints = self.candidates(query)
         reason = self._abstain_reason(query, candidates)
         if reason:
             return Answer(render_refusal(query, self.suggestions(), reason), [], True, query)
         quotes = select_quotes(self.data, self.units, candidates, self.scoring, answer_check(hints))
         return Answer(render(quotes, query, resolved.kind == "followup"), quotes, False, query)
 
-    def _abstain_reason(self, query: str, candidates: list[Candidate]) -> str | None:
-        """Why the corpus does not answer, or None.
+    def candidates(self, query: str) -> tuple[list[Candidate], list]:
+        """The sentences that might answer a standalone query, best first, and the hints that scored them."""
+        qvec = self.encode(query)
+        ranked = self.retriever.rank(qvec, self.retriever.lexicon.terms(query), self.scoring.candidate_chunks)
+        lexical = self.sentence_lexicon.scores(self.sentence_lexicon.terms(query))
+        hints = question_hints(query, self.sentence_lexicon.terms, self.scoring)
+        return score_sentences(self.data, self.units, qvec, lexical, ranked, self.scoring, hints), hints
 
-        support = similarity of the best sentence, discounted by the share of the question's
-        information (IDF-weighted terms) that the top sentence lacks, unless those missing words
-        mean what the sentence says anyway ("free speech" ~ "freedom of expression"). The word
-        after "what"/"which" names the kind of answer ("what year"), so it is not required.
+    def _abstain_reason(self, query: str, candidates: list[Candidate]) -> str | None:
+        """Why the corpus does not answer, or None."""
+        if not candidates or max(c.similarity for c in candidates[:3]) < self.scoring.min_support:
+            return _NOT_ABOUT
+        if self.support(query, candidates, enough=self.scoring.min_support) < self.scoring.min_support:
+            return _NOT_SAID
+        return None
+
+    def support(self, query: str, candidates: list[Candidate], enough: float | None = None) -> float:
+        """How well the top sentence supports an answer to query, from 0 to 1.
+
+        The similarity of the best sentence, discounted by the share of the question's information
+        (IDF-weighted terms) that the top sentence lacks, unless those missing words mean what the
+        sentence says anyway ("free speech" ~ "freedom of expression"). Words that only name the
+        kind of answer ("what year", "where is it based") are not required. Once the support is
+        known to reach `enough`, the missing words are not encoded (that costs a model call).
         """
         if not candidates:
-            return _NOT_ABOUT
+            return 0.0
         best = max(c.similarity for c in candidates[:3])
-        floor = self.scoring.min_support
-        if best < floor:
-            return _NOT_ABOUT
         lexicon = self.sentence_lexicon
-        kind = asked_kind(query)
-        terms = [t for t in dict.fromkeys(lexicon.terms(query)) if t not in lexicon.terms(kind)]
+        frame = set(lexicon.terms(asked_kind(query)))
+        terms = [t for t in dict.fromkeys(lexicon.terms(query)) if t not in frame]
         present = set(lexicon.terms(self._unit_texts[candidates[0].row]))
         missing = [t for t in terms if t not in present]
         total = sum(lexicon.idf(t) for t in terms)
         share = sum(lexicon.idf(t) for t in missing) / total if total else 0.0
-        if best * (1 - share) >= floor:
-            return None  # supported whatever the missing words mean: skip encoding them
+        if not missing or (enough is not None and best * (1 - share) >= enough):
+            return best * (1 - share)
         words = " ".join(w for w in _WORDS.findall(query) if (t := lexicon.terms(w)) and t[0] in missing)
         coverage = max(0.0, float(self.data.sentence_vectors[candidates[0].row] @ self.encode(words)))
-        if best * (1 - share * (1 - coverage)) < floor:
-            return _NOT_SAID
-        return None
+        return best * (1 - share * (1 - coverage))
 
     def suggestions(self, n: int = 5) -> list[str]:
         """Section names to offer when the bot cannot answer."""

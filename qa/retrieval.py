@@ -112,6 +112,7 @@ class Lexicon:
         found |= {d for d in deletions if d in self.words}  # a letter too many
         for d in deletions:  # a letter wrong, or two swapped
             found |= {w for w in self._deletes.get(d, []) if len(w) == len(word)}
+        found = {w for w in found if w[0] == word[0]}  # typos rarely hit the first letter; "bread" is not "read"
         return max(sorted(found), key=lambda w: self.words[w]) if found else None
 
     def scores(self, terms: Sequence[str]) -> np.ndarray:
