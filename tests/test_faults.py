@@ -237,41 +237,32 @@ def _hashes(corpus: Path) -> dict[str, str]:
 def _build(corpus: Path, index: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "qa", "build", "--corpus", str(corpus), "--index", str(index),
                              "--no-onnx"], cwd=index.parent, env=app_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.DEVNULL)
 
 
-def _kill_when(proc: subprocess.Popen, index: Path, moment) -> str:
-    """SIGKILL proc when moment(index, before) holds (polled) or at a delay in seconds; returns what happened."""
-    before = {p.name for p in index.iterdir()} | {f"inode:{(index / MANIFEST).stat().st_ino}"}
+def _state(index: Path, before: set[str], inode: int) -> dict:
+    """What a build has done to the folder so far: written new data files? replaced the manifest?"""
+    names = {p.name for p in index.iterdir()} - before - {".build.lock"}  # the lock is no data
+    return {"new_data": bool(names),
+            "manifest_replaced": (index / MANIFEST).stat().st_ino != inode}
+
+
+def _kill_when(proc: subprocess.Popen, index: Path, moment) -> dict:
+    """Stop proc (SIGSTOP) when moment(state, elapsed) holds, note the folder's state, then SIGKILL it.
+
+    Stopping first freezes the build, so the state noted is exactly the state it is killed in.
+    """
+    before, inode = {p.name for p in index.iterdir()}, (index / MANIFEST).stat().st_ino
     started = time.monotonic()
     while proc.poll() is None:
-        if moment(index, before, time.monotonic() - started):
+        if moment(_state(index, before, inode), time.monotonic() - started):
+            proc.send_signal(signal.SIGSTOP)
+            state = _state(index, before, inode)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            return "killed"
+            return {"killed": proc.returncode == -signal.SIGKILL, **state}
         time.sleep(0.002)
-    return "finished"
-
-
-def _after(seconds: float):
-    return lambda index, before, elapsed: elapsed >= seconds
-
-
-def _new_files(pattern: str):
-    def moment(index: Path, before: set[str], elapsed: float) -> bool:
-        try:
-            return any(p.match(pattern) for p in index.iterdir() if p.name not in before)
-        except FileNotFoundError:  # a temporary file vanished while listing
-            return False
-
-    return moment
-
-
-def _manifest_replaced(index: Path, before: set[str], elapsed: float) -> bool:
-    try:
-        return f"inode:{(index / MANIFEST).stat().st_ino}" not in before
-    except FileNotFoundError:
-        return False
+    return {"killed": False, "finished": proc.returncode == 0, **_state(index, before, inode)}
 
 
 @pytest.mark.slow
@@ -286,43 +277,46 @@ def test_a_build_killed_at_any_point_leaves_the_old_or_the_new_index(tmp_path):
     reference = tmp_path / "reference" / "index"
     shutil.copytree(old, reference)
     started = time.monotonic()
-    build = _build(v2, reference)
-    assert build.wait(timeout=600) == 0, build.stderr.read().decode()
+    build = subprocess.run(_build(v2, reference).args, env=app_env(), capture_output=True, text=True, timeout=600)
     duration = time.monotonic() - started
+    assert build.returncode == 0, build.stderr
     assert _version(reference, versions) == 2
 
-    # Random moments, one in each of 8 equal slices of the build's duration, plus the moments that
-    # matter most: the first data file being written, the manifest's temporary file, and just after
-    # the manifest was replaced (old generations are being removed).
+    # Random moments, one in each of 6 equal slices of the build's duration; then the two moments that
+    # matter most: new data files written but the manifest not yet replaced, and just after it was
+    # (old generations are being removed).
     rng = random.Random(os.getpid())
-    moments = {f"at {t:.2f}s": _after(t) for t in (duration * (0.05 + (i + rng.random()) * 0.95 / 8) for i in range(8))}
-    moments |= {"first data file": _new_files(".documents.*.tmp"), "manifest temp": _new_files(f".{MANIFEST}.*.tmp"),
-                "manifest replaced": _manifest_replaced}
+    slices = 6
+    moments = [(f"at {t:.2f}s", lambda state, elapsed, t=t: elapsed >= t)
+               for t in (duration * (0.05 + (i + rng.random()) * 0.95 / slices) for i in range(slices))]
+    mid_write = ("data written", lambda state, elapsed: state["new_data"])
+    swapped = ("manifest replaced", lambda state, elapsed: state["manifest_replaced"])
 
-    def run(item):
-        n, (label, moment) = item
+    def run(n: int, label: str, moment) -> tuple[str, dict, int]:
         index = tmp_path / f"kill-{n}" / "index"
         shutil.copytree(old, index)
-        proc = _build(v2, index)
-        outcome = _kill_when(proc, index, moment)
-        return label, outcome, proc.returncode, index
+        outcome = _kill_when(_build(v2, index), index, moment)
+        # Whatever moment it died at, the folder holds a whole index: the one its manifest names.
+        version = _version(index, versions)
+        assert version == (2 if outcome["manifest_replaced"] else 1), (label, outcome)
+        assert outcome["killed"] or outcome["finished"], (label, outcome)
+        return label, outcome, version
 
     with ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(run, enumerate(moments.items())))
-    seen = {}
-    for label, outcome, code, index in runs:
-        if outcome == "killed":
-            assert code == -signal.SIGKILL
-        else:
-            assert code == 0, (label, code)
-        seen[label] = (outcome, _version(index, versions))  # loads and verifies as one version, never broken
-    killed = [v for outcome, v in seen.values() if outcome == "killed"]
-    assert len(killed) >= 8, seen
-    assert seen["first data file"] == ("killed", 1), seen  # new files written, manifest not yet: the old index
-    assert seen["manifest replaced"][1] == 2, seen  # killed while removing old files: the new index
+        runs = list(pool.map(run, [*range(len(moments) + 1), 100], *zip(*moments, swapped, mid_write)))
+    # The kill between writing data files and replacing the manifest is a window of milliseconds that
+    # polling may miss: try it twice more if need be.
+    for attempt in (101, 102):
+        if runs[-1][1]["killed"] and not runs[-1][1]["manifest_replaced"]:
+            break
+        runs.append(run(attempt, *mid_write))
+    killed = [(label, version) for label, outcome, version in runs if outcome["killed"]]
+    assert len(killed) >= len(moments), runs
+    assert any(o["killed"] and o["new_data"] and not o["manifest_replaced"] for _, o, _ in runs), runs
+    assert {version for _, _, version in runs} == {1, 2}, runs
 
     # After a kill the next build completes and answers from the new text.
-    [index, *_] = [index for label, outcome, _, index in runs if seen[label] == ("killed", 1)]
+    index = tmp_path / "kill-100" / "index"
     report = qa.build_index(corpus_dir=v2, index_dir=index, query_encoder=False)
     assert report.documents == 3 and _version(index, versions) == 2
     bot = qa.load(index, check_stale=False)
