@@ -135,5 +135,24 @@ def machine() -> dict:
     }
 
 
+def busy_share(seconds: float = 5.0) -> float:
+    """Share of all CPUs used by processes at normal priority over the next `seconds`.
+
+    /proc/stat counts niced processes apart, so a benchmark's own background build (run with
+    `nice`) does not count: what is left is other people's work competing with a measurement.
+    """
+    def sample() -> list[int]:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:]]
+
+    a = sample()
+    time.sleep(seconds)
+    b = sample()
+    d = [y - x for x, y in zip(a, b)]
+    user, _nice, system, *rest = d
+    total = sum(d[:8])
+    return (user + system + rest[2] + rest[3]) / total if total else 0.0  # + irq, softirq
+
+
 def load_avg() -> float:
     return round(os.getloadavg()[0], 2)

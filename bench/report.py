@@ -10,10 +10,13 @@ def _mark(value: float, target: float, higher_is_better: bool = False) -> str:
     return "met" if ok else "**missed**"
 
 
-def _machine(m: dict) -> str:
+def _machine(r: dict) -> str:
+    m = r["machine"]
     load = ", ".join(f"{x:g}" for x in m.get("load_avg", []))
+    busy = r.get("cpu_busy_before")
+    busy = f"; other processes used {busy:.0%} of the CPUs just before" if busy is not None else ""
     return (f"{m.get('date', '?')}, {m.get('cpu', '?')} ({m.get('cores', '?')} cores, shared), Python "
-            f"{m.get('python', '?')}, commit {m.get('commit', '?')}; load average at start {load}")
+            f"{m.get('python', '?')}, commit {m.get('commit', '?')}; load average (1, 5, 15 min) when saved {load}{busy}")
 
 
 def warm(r: dict) -> list[str]:
@@ -147,5 +150,5 @@ def render(results: dict) -> str:
     for part, fn in (("warm", warm), ("cold", cold), ("memory", memory), ("scale", scale)):
         if part in results:
             r = results[part]
-            lines += fn(r) + ["", f"<sub>{_machine(r['machine'])}</sub>", ""]
+            lines += fn(r) + ["", f"<sub>{_machine(r)}</sub>", ""]
     return "\n".join(lines).rstrip() + "\n"

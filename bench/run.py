@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from measure import ROOT, machine, set_env
+from measure import ROOT, busy_share, machine, set_env
 
 HERE = Path(__file__).resolve().parent
 RESULTS_JSON = HERE / "results.json"
@@ -48,8 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=5, help="cold: launches of the CLI (default: 5; app: 3)")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "qa-bench",
                    help="scale: where the text pool, corpora and indexes go (default: $TMPDIR/qa-bench)")
-    p.add_argument("--wait-idle", type=float, metavar="LOAD",
-                   help="before each part, wait (up to --wait-max s) until the 1-minute load average is at most LOAD")
+    p.add_argument("--wait-idle", type=float, metavar="SHARE",
+                   help="before each timed part, wait (up to --wait-max s) until processes at normal priority use at "
+                        "most SHARE of the CPUs (0..1) over 5 s; niced jobs, such as a scale run, do not count")
     p.add_argument("--wait-max", type=float, default=900, help="longest wait for --wait-idle, in seconds")
     p.add_argument("--no-write", action="store_true", help="print only; leave results.json/.md alone")
     return p
@@ -71,16 +72,21 @@ def main(argv: list[str] | None = None) -> int:
     def save(part: str, value: dict) -> None:
         results[part] = value | {"machine": machine()}
         if not args.no_write:
-            RESULTS_JSON.write_text(json.dumps(results, indent=1) + "\n")
-            RESULTS_MD.write_text(render(results))
+            # Read again: another run (a long scale run, say) may have saved its part meanwhile.
+            current = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.is_file() else {}
+            current[part] = results[part]
+            RESULTS_JSON.write_text(json.dumps(current, indent=1) + "\n")
+            RESULTS_MD.write_text(render(current))
 
-    def wait_idle() -> None:
-        if args.wait_idle is None:
-            return
+    def wait_idle() -> float:
+        """Share of the CPUs busy with other (not niced) work just before a part, after waiting if asked to."""
         started = time.monotonic()
-        while os.getloadavg()[0] > args.wait_idle and time.monotonic() - started < args.wait_max:
-            time.sleep(5)
-        print(f"  (load average {os.getloadavg()[0]:.2f} after waiting {time.monotonic() - started:.0f} s)")
+        busy = busy_share(2)
+        while args.wait_idle is not None and busy > args.wait_idle and time.monotonic() - started < args.wait_max:
+            busy = busy_share()
+        print(f"  (other processes at normal priority used {busy:.0%} of the CPUs just before; "
+              f"waited {time.monotonic() - started:.0f} s)")
+        return busy
 
     with tempfile.TemporaryDirectory(prefix="qa-bench-seed-") as tmp:
         seed = Path(tmp) / "index"
@@ -92,22 +98,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed index: {built['chunks']} chunks, {built['sentences']} sentences, built in "
                   f"{built['seconds']:.1f} s ({time.perf_counter() - started:.1f} s)")
         if "warm" in parts:
-            wait_idle()
+            busy = wait_idle()
             import warm
 
             print(f"warm latency ({args.rounds} rounds) …")
             r = warm.run(seed, rounds=args.rounds)
-            r["seed_build_s"] = built["seconds"]
+            r["seed_build_s"], r["cpu_busy_before"] = built["seconds"], busy
             for key in ("ask", "retrieve", "encode_onnx", "encode_st", "ask_without_encode"):
                 print(f"  {key:20s} median {r[key]['median']:6.2f} ms   p95 {r[key]['p95']:6.2f} ms")
             print(f"  sentence-transformers / ONNX: {r['st_over_onnx']:.1f}x; load average {r['load_avg']}")
             save("warm", r)
         if "cold" in parts:
-            wait_idle()
+            busy = wait_idle()
             import cold
 
             print("cold start …")
-            r = {"cli": cold.cli(seed, runs=args.runs)}
+            r = {"cli": cold.cli(seed, runs=args.runs), "cpu_busy_before": busy}
             s = r["cli"]["to_answer_s"]
             print(f"  python -m qa ask: median {s['median']:.2f} s (min {s['min']:.2f}, {s['n']} runs); "
                   f"heavy imports: {r['cli']['imports']['heavy_imported'] or 'none'}")
@@ -122,13 +128,13 @@ def main(argv: list[str] | None = None) -> int:
                       f"libtorch mapped: {r['app']['torch_loaded']}")
             save("cold", r)
         if "memory" in parts:
-            wait_idle()
+            busy = wait_idle()
             import cold
             import warm
 
             print("memory …")
             questions = [t for item in warm.dev_items() for t in item["turns"]]
-            r = {"app": cold.app_memory(seed, questions), "library": cold.library_memory(seed)}
+            r = {"app": cold.app_memory(seed, questions), "library": cold.library_memory(seed), "cpu_busy_before": busy}
             if not r["app"].get("missing"):
                 m = r["app"]["after_warm_up"]
                 print(f"  app after {r['app']['warm_up_requests']} /chat requests: RSS {m['VmRSS']:.0f} MB, "
