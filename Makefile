@@ -11,7 +11,7 @@ CHROMIUM := /usr/bin/chromium
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 export GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false
 
-.PHONY: run test install browser index eval bench clean
+.PHONY: run test install browser index eval bench load clean
 
 run: install
 	$(PY) app.py
@@ -42,6 +42,10 @@ eval: index
 
 bench: install
 	$(PY) bench/run.py
+
+# The running app under load: concurrent sessions, overload, memory (bench/load_results.md).
+load: install
+	$(PY) bench/load.py
 
 clean:
 	rm -rf index .pytest_cache

@@ -1,0 +1,411 @@
+"""Load on the running app: `python bench/load.py [--sessions 50] [--turns 10] [--requests 5000]`.
+
+Starts the real app (`python app.py --index I --port P`) and drives it with gradio_client:
+
+  load      --sessions concurrent sessions, each asking --turns questions through /chat, follow-ups
+            sent with the history as the chat keeps it; latency p50/p95, and every reply compared
+            with bot.ask in this process given the same history (they must be identical).
+  overload  --overload callers at once, more than the bounded queue holds (qa.ui.QUEUE_SIZE):
+            the excess must get a clear "queue is full" error (QueueError / HTTP 503), nothing
+            else may fail, the server must stay up and answer a canary question right after.
+  memory    the server's RSS (/proc/<pid>/status) after warm-up and after --requests more /chat
+            requests (Gradio's REST API, --workers threads, each call its own session), replies
+            again compared with bot.ask; growth must stay within --max-growth MB.
+
+Prints the figures and writes them to bench/load_results.md (--no-write: print only). Exits 1 if a
+check fails. Without --index it builds the seed corpus into a temporary folder first. The default
+run takes a few minutes on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from measure import ROOT, child_env, machine, percentile, proc_status, set_env
+
+HERE = Path(__file__).resolve().parent
+RESULTS_MD = HERE / "load_results.md"
+DEV_SET = ROOT / "tests" / "data" / "dev.jsonl"
+CANARY = ("How many member parliaments does the IPU have?", "179 national member parliaments")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--index", type=Path, help="index folder to serve (default: build corpus/ into a temporary folder)")
+    p.add_argument("--corpus", type=Path, default=ROOT / "corpus", help="corpus to build when --index is not given")
+    p.add_argument("--sessions", type=int, default=50, help="load: concurrent sessions (default: 50)")
+    p.add_argument("--turns", type=int, default=10, help="load: questions per session (default: 10)")
+    p.add_argument("--overload", type=int, default=0,
+                   help="overload: simultaneous callers (default: 3 x the queue size + the concurrency limit)")
+    p.add_argument("--requests", type=int, default=5000, help="memory: requests after warm-up (default: 5000)")
+    p.add_argument("--warmup", type=int, default=0,
+                   help="memory: requests before the first reading (default: the app's session capacity + 200,"
+                        " so Gradio's session store is full, as in a server that has run a while)")
+    p.add_argument("--workers", type=int, default=4, help="memory: client threads (default: 4)")
+    p.add_argument("--max-growth", type=float, default=50.0, help="memory: allowed RSS growth in MB (default: 50)")
+    p.add_argument("--port", type=int, default=0, help="port for the app (default: a free one)")
+    p.add_argument("--no-write", action="store_true", help=f"print only; leave {RESULTS_MD.name} alone")
+    return p
+
+
+# ---- questions ------------------------------------------------------------------------------------
+
+
+def conversations() -> list[list[str]]:
+    """The dev set's conversations, follow-ups included."""
+    return [json.loads(line)["turns"] for line in DEV_SET.read_text("utf-8").splitlines() if line.strip()]
+
+
+def session_plan(offset: int, turns: int) -> list[list[str]]:
+    """`turns` questions as conversations, starting at a different conversation for each session."""
+    base = conversations()
+    plan, count, i = [], 0, offset
+    while count < turns:
+        convo = base[i % len(base)][: turns - count]
+        plan.append(convo)
+        count += len(convo)
+        i += 1
+    return plan
+
+
+class Expected:
+    """bot.ask in this process, on the same index, memoised by (question, history)."""
+
+    def __init__(self, index: Path):
+        import qa
+
+        self.bot = qa.load(index, check_stale=False)
+        self._cache: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, question: str, history: list[dict]) -> str:
+        key = json.dumps([question, history])
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = self.bot.ask(question, history=history).text
+            return self._cache[key]
+
+
+# ---- the app --------------------------------------------------------------------------------------
+
+
+def _status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(index: Path, port: int, log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--index", str(index), "--port", str(port)],
+                                cwd=log.parent, env=child_env(PYTHONUNBUFFERED="1"), stdout=out,
+                                stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while _status(f"http://127.0.0.1:{port}/") != 200:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"app.py did not start:\n{log.read_text(errors='replace')}")
+        time.sleep(0.2)
+    return proc
+
+
+def client(url: str, **kwargs):
+    from gradio_client import Client
+
+    return Client(url, verbose=False, analytics_enabled=False, **kwargs)
+
+
+# ---- the three parts ------------------------------------------------------------------------------
+
+
+def run_load(url: str, expected: Expected, sessions: int, turns: int) -> dict:
+    """Concurrent sessions, each a client asking its conversations in order, history included."""
+    with ThreadPoolExecutor(8) as pool:
+        clients = list(pool.map(lambda _: client(url), range(sessions)))
+    start = threading.Barrier(sessions)
+    latencies: list[float] = []
+    errors: list[str] = []
+    mismatches: list[str] = []
+    lock = threading.Lock()
+
+    def session(n: int) -> None:
+        plan = session_plan(n, turns)
+        start.wait()
+        for convo in plan:
+            history: list[dict] = []
+            for question in convo:
+                began = time.perf_counter()
+                try:
+                    reply = clients[n].predict(question, history, api_name="/chat")
+                except Exception as e:
+                    with lock:
+                        errors.append(f"{question}: {type(e).__name__}: {e}")
+                    continue
+                elapsed = time.perf_counter() - began
+                ok = reply == expected(question, history)
+                with lock:
+                    latencies.append(elapsed)
+                    if not ok:
+                        mismatches.append(question)
+                history = history + [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - began
+    for c in clients:
+        c.close()
+    return {
+        "sessions": sessions, "turns": turns, "requests": sessions * turns, "answered": len(latencies),
+        "errors": errors, "mismatches": mismatches, "seconds": wall,
+        "p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
+        "max_ms": max(latencies) * 1000 if latencies else float("nan"),
+        "per_second": len(latencies) / wall if wall else float("nan"),
+    }
+
+
+def run_overload(url: str, expected: Expected, callers: int) -> dict:
+    """Many callers at once: the queue takes what it holds, the rest are told it is full."""
+    from gradio_client.utils import QueueError
+
+    # The longest accepted question keeps the workers busy a little longer than a short one.
+    question = ("What does the IPU encourage parliaments to use in legislative work? " * 40)[:2000]
+    answer = expected(question, [])
+    overloaded = client(url, max_workers=callers + 8)
+    jobs = [overloaded.submit(question, [], api_name="/chat") for _ in range(callers)]
+    answered, busy, errors, wrong = 0, 0, [], 0
+    for job in jobs:
+        try:
+            reply = job.result(timeout=600)
+        except QueueError:
+            busy += 1
+            continue
+        except Exception as e:
+            errors.append(f"{type(e).__name__}: {e}")
+            continue
+        answered += 1
+        wrong += reply != answer
+    up = _status(url)
+    canary = client(url).predict(CANARY[0], [], api_name="/chat")
+    overloaded.close()
+    return {"callers": callers, "answered": answered, "busy": busy, "errors": errors, "wrong": wrong,
+            "status_after": up, "canary_ok": CANARY[1] in canary}
+
+
+def call_chat(url: str, question: str, history: list[dict]) -> str:
+    """One /chat call over Gradio's REST API (POST, then read the event stream); raises on anything but a reply."""
+    body = json.dumps({"data": [question, history]}).encode()
+    request = urllib.request.Request(url + "gradio_api/call/chat", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as r:
+        event = json.loads(r.read())["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/chat/{event}", timeout=120) as r:
+        stream = r.read().decode("utf-8")
+    if not stream.startswith("event: complete\n"):
+        raise RuntimeError(stream[:200])
+    [data] = [line[6:] for line in stream.splitlines() if line.startswith("data: ")]
+    return json.loads(data)[0]
+
+
+def run_memory(url: str, pid: int, expected: Expected, requests: int, workers: int, warmup: int) -> dict:
+    """RSS after warm-up, then after `requests` more.
+
+    These calls go through Gradio's REST API: gradio_client spends more CPU per call than the server
+    does (~36 ms against ~25 ms here), and on a shared 2-core machine that would measure the client.
+    Each REST call is a session of its own, so per-session state would show up as growth.
+    """
+    turns = [(convo, i) for convo in conversations() for i in range(len(convo))]
+    errors: list[str] = []
+    mismatches = 0
+    lock = threading.Lock()
+
+    def work(count: int, offset: int) -> None:
+        nonlocal mismatches
+        for n in range(count):
+            convo, i = turns[(offset + n) % len(turns)]
+            history: list[dict] = []
+            for earlier in convo[:i]:  # the conversation so far, as the chat would send it
+                history += [{"role": "user", "content": earlier},
+                            {"role": "assistant", "content": expected(earlier, history)}]
+            try:
+                reply = call_chat(url, convo[i], history)
+            except Exception as e:
+                with lock:
+                    errors.append(f"{type(e).__name__}: {e}")
+                continue
+            if reply != expected(convo[i], history):
+                with lock:
+                    mismatches += 1
+
+    def burst(total: int) -> float:
+        began = time.perf_counter()
+        share = [total // workers + (w < total % workers) for w in range(workers)]
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, share, [w * 7 for w in range(workers)]))
+        return time.perf_counter() - began
+
+    burst(warmup)  # caches, allocator pools, the queue's structures, a full session store
+    before = proc_status(pid)
+    seconds = burst(requests)
+    after = proc_status(pid)
+    return {"requests": requests, "warmup": warmup, "workers": workers, "seconds": seconds, "errors": errors,
+            "mismatches": mismatches, "rss_warm_mb": before["VmRSS"], "rss_after_mb": after["VmRSS"],
+            "growth_mb": after["VmRSS"] - before["VmRSS"], "peak_mb": after["VmHWM"]}
+
+
+# ---- report ---------------------------------------------------------------------------------------
+
+
+def checks(load: dict, over: dict, memory: dict, max_growth: float) -> list[tuple[str, bool]]:
+    return [
+        (f"load: {load['answered']}/{load['requests']} answered, 0 errors", not load["errors"]
+         and load["answered"] == load["requests"]),
+        ("load: every reply identical to bot.ask in process", not load["mismatches"]),
+        (f"overload: excess callers told the queue is full ({over['busy']} of {over['callers']})", over["busy"] > 0),
+        ("overload: no other error, accepted calls answered correctly", not over["errors"] and not over["wrong"]
+         and over["answered"] + over["busy"] == over["callers"]),
+        ("overload: server up and canary answered right after", over["status_after"] == 200 and over["canary_ok"]),
+        (f"memory: 0 errors and identical replies over {memory['requests']:,} requests",
+         not memory["errors"] and not memory["mismatches"]),
+        (f"memory: RSS growth {memory['growth_mb']:+.1f} MB within {max_growth:.0f} MB",
+         memory["growth_mb"] <= max_growth),
+    ]
+
+
+def markdown(load: dict, over: dict, memory: dict, results: list[tuple[str, bool]], info: dict,
+             queue: tuple[int, int]) -> str:
+    rows = "\n".join(f"| {'pass' if ok else '**FAIL**'} | {name} |" for name, ok in results)
+    return f"""## Load on the running app
+
+Figures from `make load` (`bench/load.py`): the real app (`python app.py`, queue of {queue[0]}, {queue[1]} \
+requests at a time) on the seed index, driven with gradio_client from the same machine. The machine is \
+shared with other jobs, so latencies move between runs; the checks do not depend on them.
+
+### Concurrent sessions
+
+| sessions × questions | answered | errors | replies ≠ bot.ask | p50 | p95 | max | throughput |
+|---|---:|---:|---:|---:|---:|---:|---:|
+| {load['sessions']} × {load['turns']} | {load['answered']} | {len(load['errors'])} | {len(load['mismatches'])} \
+| {load['p50_ms']:.0f} ms | {load['p95_ms']:.0f} ms | {load['max_ms']:.0f} ms | {load['per_second']:.1f} req/s |
+
+Each session asks conversations from `tests/data/dev.jsonl` in order, follow-ups with the history the chat \
+would send; latency is from the call to its reply, queueing included.
+
+### Overload
+
+| callers at once | answered | told "queue is full" | other errors | server after | canary |
+|---:|---:|---:|---:|---|---|
+| {over['callers']} | {over['answered']} | {over['busy']} | {len(over['errors'])} | HTTP {over['status_after']} \
+| {'answered' if over['canary_ok'] else '**not answered**'} |
+
+### Memory
+
+| requests | RSS after warm-up | RSS after | growth | peak RSS |
+|---:|---:|---:|---:|---:|
+| {memory['requests']:,} in {memory['seconds']:.0f} s ({memory['workers']} threads) | {memory['rss_warm_mb']:.0f} MB \
+| {memory['rss_after_mb']:.0f} MB | {memory['growth_mb']:+.1f} MB | {memory['peak_mb']:.0f} MB |
+
+RSS of the server process from `/proc/<pid>/status`, first after {memory['warmup']:,} requests (enough to fill \
+Gradio's store of sessions, which `qa.ui` caps), then after {memory['requests']:,} more. These requests use Gradio's REST API \
+(`/gradio_api/call/chat`, each call a session of its own), since gradio_client spends more CPU per call \
+than the server on this 2-core machine; {len(memory['errors'])} errors, \
+{memory['mismatches']} replies different from bot.ask.
+
+### Checks
+
+| result | check |
+|---|---|
+{rows}
+
+<sub>{info['date']}, {info['cpu']} ({info['cores']} cores, shared), Python {info['python']}, commit {info['commit']}; \
+load average at start {', '.join(str(x) for x in info['load_avg'])}</sub>
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    set_env()
+    from qa.ui import CONCURRENCY, QUEUE_SIZE, SESSIONS
+
+    info = machine()
+    work = Path(tempfile.mkdtemp(prefix="qa-load-"))
+    try:
+        index = args.index
+        if index is None:
+            import qa
+
+            index = work / "index"
+            print(f"building {args.corpus} into {index} …", flush=True)
+            qa.build_index(corpus_dir=args.corpus, index_dir=index)
+        port = args.port or _free_port()
+        url = f"http://127.0.0.1:{port}/"
+        expected = Expected(index)
+        proc = start_app(index, port, work / "app.log")
+        try:
+            print(f"app on {url} (pid {proc.pid}); {args.sessions} sessions × {args.turns} questions …", flush=True)
+            load = run_load(url, expected, args.sessions, args.turns)
+            print(f"  {load['answered']} answered in {load['seconds']:.1f} s, p50 {load['p50_ms']:.0f} ms, "
+                  f"p95 {load['p95_ms']:.0f} ms, {len(load['errors'])} errors, {len(load['mismatches'])} mismatches",
+                  flush=True)
+            callers = args.overload or 3 * QUEUE_SIZE + CONCURRENCY
+            print(f"overload: {callers} callers at once (queue {QUEUE_SIZE}, concurrency {CONCURRENCY}) …", flush=True)
+            over = run_overload(url, expected, callers)
+            print(f"  {over['answered']} answered, {over['busy']} told the queue is full, {len(over['errors'])} "
+                  f"other errors; server HTTP {over['status_after']}, canary {over['canary_ok']}", flush=True)
+            warmup = args.warmup or SESSIONS + 200
+            print(f"memory: {warmup:,} requests to warm up, then {args.requests:,} …", flush=True)
+            memory = run_memory(url, proc.pid, expected, args.requests, args.workers, warmup)
+            print(f"  RSS {memory['rss_warm_mb']:.0f} MB -> {memory['rss_after_mb']:.0f} MB "
+                  f"({memory['growth_mb']:+.1f} MB) in {memory['seconds']:.0f} s", flush=True)
+            alive = proc.poll() is None
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log = (work / "app.log").read_text("utf-8", errors="replace")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    results = checks(load, over, memory, args.max_growth)
+    results.append(("the app ran throughout and logged no traceback", alive and "Traceback" not in log))
+    report = markdown(load, over, memory, results, info, (QUEUE_SIZE, CONCURRENCY))
+    print()
+    print(report)
+    for error in (load["errors"] + over["errors"] + memory["errors"])[:5]:
+        print("error:", error, file=sys.stderr)
+    if not args.no_write:
+        RESULTS_MD.write_text(report, "utf-8")
+        print(f"wrote {RESULTS_MD.relative_to(ROOT)}")
+    return 0 if all(ok for _, ok in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
