@@ -339,7 +339,7 @@ def test_a_rebuild_while_the_app_serves_fails_no_query_and_is_picked_up(seed_ind
     shutil.copytree(seed_corpus, corpus)
     shutil.copytree(seed_index, index)
     new_question = "Who founded the Harbour Lantern Society?"
-    with serve("--index", str(index), "--corpus", str(corpus), workdir=tmp_path, guard=False) as app:
+    with serve("--index", str(index), "--corpus", str(corpus), workdir=tmp_path) as app:
         client = make_client(app.url)
         assert client.predict(new_question, [], api_name="/chat").startswith("My documents do not")
 
@@ -387,4 +387,23 @@ def test_a_rebuild_while_the_app_serves_fails_no_query_and_is_picked_up(seed_ind
         assert "Agathe Marrow" in client.predict(new_question, [], api_name="/chat")
         assert "1923" in client.predict("When did the Harbour Lantern Society museum open?", [], api_name="/chat")
         log = app.output()
+        assert app.attempts() == []
     assert log.count("INFO qa.ui: reloaded ") >= 1 and "Traceback" not in log
+
+
+def test_the_app_keeps_its_bot_when_a_new_index_cannot_be_loaded(seed_index, seed_bot, tmp_path, caplog):
+    from qa.ui import Reloader
+
+    index = tmp_path / "index"
+    shutil.copytree(seed_index, index)
+    current = Reloader(seed_bot, index)
+    assert current() is seed_bot  # nothing changed: no reload
+    good = (index / MANIFEST).read_bytes()
+    (index / MANIFEST).write_bytes(good[: len(good) // 2])  # a new manifest, and a broken one
+    assert current() is seed_bot and current() is seed_bot  # tried once, kept the old bot
+    assert "changed but cannot be loaded" in caplog.text and caplog.text.count("cannot be loaded") == 1
+    (index / MANIFEST).unlink()
+    assert current() is seed_bot  # no manifest at all: keep serving
+    (index / MANIFEST).write_bytes(good)  # a good index again (a new file): reloaded
+    fresh = current()
+    assert fresh is not seed_bot and "179" in fresh.ask(QUESTION).text

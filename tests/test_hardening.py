@@ -208,6 +208,28 @@ def test_app_over_raw_http_lone_surrogates_and_malformed_bodies(app):
     assert app.attempts() == []
 
 
+def test_app_over_its_queue_says_busy_and_keeps_serving(app):
+    from gradio_client.utils import QueueError
+
+    from qa.ui import CONCURRENCY, QUEUE_SIZE
+
+    callers = 2 * QUEUE_SIZE + CONCURRENCY + 32
+    busy = make_client(app.url, max_workers=callers + 8)
+    jobs = [busy.submit(BAD["control"][0], [], api_name="/chat") for _ in range(callers)]
+    outcomes = []
+    for job in jobs:
+        try:
+            outcomes.append(job.result(timeout=300))
+        except QueueError as e:  # gradio_client's error for HTTP 503
+            outcomes.append(e)
+    full = [o for o in outcomes if isinstance(o, QueueError)]
+    assert full and all("Queue is full" in str(e) for e in full)
+    assert all("179 national member parliaments" in o for o in outcomes if isinstance(o, str))
+    assert status(app.url) == 200
+    _check_reply(make_client(app.url).predict(ANSWERABLE, [], api_name="/chat"), "179")
+    assert "Traceback" not in app.output()
+
+
 # ---- defaults ----------------------------------------------------------------------------------------
 
 
