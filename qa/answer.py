@@ -1,18 +1,19 @@
 """From ranked chunks to an answer: the sentences that answer, quoted verbatim, or a refusal.
 
-Each sentence of the best chunks is scored by its own similarity to the query,
-its chunk's similarity (context), and its BM25 score among all sentences. The best
-sentence is quoted first; a sentence that opens with a pronoun ("It also
-publishes…") is widened to the sentence before it, since alone it does not say
-who. Up to two more quotes follow when they score close to the first.
+Each sentence of the best chunks is scored by its own similarity to the query, its
+chunk's similarity (context), its BM25 score among all sentences, and small bonuses
+when its form fits the question (`Hint`: a number for "how many", a year for
+"when", a definition for "what is X", a "Key: value" line whose key is asked). The
+best is quoted first, up to two more when they score close to it. A sentence that
+opens by pointing back ("It also publishes…") is quoted with the one before it (its
+quote unit, see `chunking.quote_units`); a quote that lacks what the question asks
+for takes in the next sentence when that one has it.
 
-Abstention is calibrated on the dev set's score distributions (see README): the
-bot declines when even the best sentence is not similar enough to the query, or
-when the query's most specific terms occur nowhere in the corpus and the
-similarity is not high enough to make up for it.
+Whether to answer at all is `Bot.support`'s call (see bot.py and the README).
 
 Quote text is sliced from the document by offsets, never rebuilt, so
-`document.text[q.start:q.end] == q.text` holds by construction.
+`document.text[q.start:q.end] == q.text` holds by construction. Replies are
+Markdown in which every piece of corpus or user text is escaped.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
-from .chunking import SECTION_SEPARATOR
+from .chunking import BLANK_LINE, SECTION_SEPARATOR
 from .index import IndexData
 
 MAX_QUOTES = 3
@@ -88,8 +89,6 @@ _PLACE = re.compile(r"\b(?:address|located|location|based|headquarter\w*|situate
 PLACE_FRAME = "based located situated headquartered seated"
 _ASKS_KIND = re.compile(r"\b(?:what|which) (?!(?:is|are|was|were|does|do|did|can|could|has|have|had|will|would|"
                         r"should|the|a|an|kind|type|sort|of|about|if|else)\b)([a-z]+)", re.I)
-
-
 _ASKS_DEFINITION = re.compile(
     r"^\W*(?:(?:what|who)(?: exactly)? (?:is|are|was|were)|tell me about|describe|explain|what does) (.+?)(?: mean)?\W*$",
     re.I,
@@ -152,7 +151,7 @@ def answer_check(hints: list[Hint]) -> Callable[[str], bool] | None:
 
 def score_sentences(
     data: IndexData, units: list[tuple[int, int]], qvec: np.ndarray, lexical: np.ndarray,
-    chunks: list[tuple[int, float]], scoring: Scoring, hints: list[Hint] = (),
+    chunks: list[tuple[int, float]], scoring: Scoring, hints: Sequence[Hint] = (),
 ) -> list[Candidate]:
     """Candidates from the given chunks, best first. lexical: BM25 score of every sentence unit."""
     if not chunks:
@@ -166,8 +165,8 @@ def score_sentences(
     lex = lexical[rows]
     top = float(lex.max())
     lex = lex / top if top > 0 else lex
-    scores = scoring.dense_weight * sentence_sim + scoring.chunk_weight * np.array([chunk_sim_of[o] for o in owners.tolist()]) \
-        + scoring.lexical_weight * lex
+    inherited = np.array([chunk_sim_of[o] for o in owners.tolist()])
+    scores = scoring.dense_weight * sentence_sim + scoring.chunk_weight * inherited + scoring.lexical_weight * lex
     for hint in hints:
         passed = np.array([hint.test(unit_text(data, units, int(r))) for r in rows], dtype=np.float32)
         if hint.earliest:
@@ -197,7 +196,7 @@ def make_quote(data: IndexData, units: list[tuple[int, int]], cand: Candidate, c
     if (
         check is not None and not check(text[start:end]) and nxt < len(units)
         and data.chunks[int(data.sentence_chunk[nxt])].source == chunk.source
-        and units[nxt][0] >= end and "\n\n" not in text[end : units[nxt][0]].replace("\r", "")
+        and units[nxt][0] >= end and not BLANK_LINE.search(text, end, units[nxt][0])
         and check(text[units[nxt][0] : units[nxt][1]])
     ):
         end = units[nxt][1]
@@ -205,6 +204,7 @@ def make_quote(data: IndexData, units: list[tuple[int, int]], cand: Candidate, c
 
 
 def select_quotes(data: IndexData, units, candidates: list[Candidate], scoring: Scoring, check=None) -> list[Quote]:
+    """One to three non-overlapping quotes, best first; only the first may be widened by check."""
     quotes: list[Quote] = []
     if not candidates:
         return quotes
@@ -229,6 +229,7 @@ def escape(text: str) -> str:
 
 
 def render(quotes: list[Quote], query: str, followup: bool) -> str:
+    """The reply: each quote as a block quote under its citation; for a follow-up, what was searched."""
     parts = []
     for i, q in enumerate(quotes):
         lead = "According to" if i == 0 else "Also, from"
@@ -239,7 +240,8 @@ def render(quotes: list[Quote], query: str, followup: bool) -> str:
     return "\n\n".join(parts)
 
 
-def render_refusal(query: str, suggestions: list[str], reason: str) -> str:
+def render_refusal(suggestions: list[str], reason: str) -> str:
+    """The reply when the bot declines: why, and what it can answer instead."""
     lines = [reason]
     if suggestions:
         lines.append("You could ask about: " + ", ".join(f"*{escape(s)}*" for s in suggestions) + ".")

@@ -11,7 +11,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .answer import Answer, Candidate, Scoring, answer_check, asked_kind, question_hints, score_sentences, select_quotes, render, render_refusal
+from .answer import (
+    Answer, Candidate, Scoring, answer_check, asked_kind, question_hints, render, render_refusal, score_sentences,
+    select_quotes,
+)
 from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
 from .conversation import Message, resolve
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
@@ -79,13 +82,13 @@ class Bot:
         text = clean_question(question)
         resolved = resolve(text, history)
         if resolved.kind == "smalltalk":
-            return Answer(render_refusal(text, self.suggestions(),
-                                         "I answer questions by quoting my documents."), [], True, text)
+            return Answer(render_refusal(self.suggestions(), "I answer questions by quoting my documents."),
+                          [], True, text)
         query = self.retriever.lexicon.correct(resolved.query)
         candidates, hints = self.candidates(query)
         reason = self._abstain_reason(query, candidates)
         if reason:
-            return Answer(render_refusal(query, self.suggestions(), reason), [], True, query)
+            return Answer(render_refusal(self.suggestions(), reason), [], True, query)
         quotes = select_quotes(self.data, self.units, candidates, self.scoring, answer_check(hints))
         return Answer(render(quotes, query, resolved.kind == "followup"), quotes, False, query)
 

@@ -359,7 +359,7 @@ _POINTS_BACK = re.compile(
     r"(?:(?:\w+\W+){0,3}\w+,\s*)?(?:it|its|they|their|them|this|these|those|such|he|she|his|her)\b", re.I
 )
 MAX_UNIT_CHARS = 600  # ~150 word pieces of English: with a title prefix still inside the 256 window
-_BLANK_LINE = re.compile(r"\n[ \t\r\u00a0]*\n")
+BLANK_LINE = re.compile(r"\n[ \t\r\u00a0]*\n")
 
 
 def quote_units(text: str, sentences: Sequence[Span]) -> list[Span]:
@@ -374,7 +374,7 @@ def quote_units(text: str, sentences: Sequence[Span]) -> list[Span]:
         prev = sentences[i - 1] if i else None
         if (
             prev and prev[1] <= s and e - prev[0] <= MAX_UNIT_CHARS
-            and _POINTS_BACK.match(text, s) and not _BLANK_LINE.search(text, prev[1], s)
+            and _POINTS_BACK.match(text, s) and not BLANK_LINE.search(text, prev[1], s)
         ):
             units.append((prev[0], e))
         else:
