@@ -76,7 +76,7 @@ def app_url(seed_index, tmp_path_factory) -> Iterator[str]:
 def client(app_url):
     from gradio_client import Client
 
-    return Client(app_url, verbose=False)
+    return Client(app_url, verbose=False, analytics_enabled=False)
 
 
 def test_chat_answers_with_a_cited_quote(client):

@@ -212,7 +212,7 @@ def test_markup_planted_in_the_corpus_is_shown_as_text(browser, payload_app, sho
 def test_markup_planted_in_the_corpus_comes_back_escaped_from_the_api(payload_app):
     from gradio_client import Client
 
-    reply = Client(payload_app[0], verbose=False).predict(
+    reply = Client(payload_app[0], verbose=False, analytics_enabled=False).predict(
         "Which link must never become a link?", [], api_name="/chat")
     assert "javascript" in reply and "](javascript" not in reply and "<img" not in reply and "<script" not in reply
 
