@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -186,9 +187,21 @@ def app_memory(index_dir: Path, questions: list[str]) -> dict:
         out |= _warm_up(url, questions)
         out["after_warm_up"] = proc_status(proc.pid)
         out["torch_loaded"] = _torch_mapped(proc.pid)
+        out["idle_cpu_share"] = _idle_cpu(proc.pid)
     finally:
         _stop(proc)
     return out
+
+
+def _idle_cpu(pid: int, seconds: float = 10.0) -> float:
+    """Share of one core the process uses while nobody talks to it."""
+    def ticks() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    before = ticks()
+    time.sleep(seconds)
+    return (ticks() - before) / os.sysconf("SC_CLK_TCK") / seconds
 
 
 def _warm_up(url: str, questions: list[str]) -> dict:

@@ -36,7 +36,9 @@ def warm(r: dict) -> list[str]:
     ]
     out += [f"| {name} | {s['median']:.2f} ms | {s['p95']:.2f} ms | {target} |" for name, s, target in rows]
     out += ["", f"The ONNX encoder is {r['st_over_onnx']:.1f}× faster than sentence-transformers on the same query; "
-            f"encoding is {r['encode_in_ask']['median'] / r['ask']['median']:.0%} of a median `ask`."]
+            f"encoding is {r['encode_in_ask']['median'] / r['ask']['median']:.0%} of a median `ask`"
+            + (f" ({r['asks_encoding_twice']:.0%} of the asks encode a second text: the query's missing words, "
+               "in `Bot.support`)." if r.get("asks_encoding_twice") else ".")]
     return out
 
 
@@ -72,17 +74,21 @@ def memory(r: dict) -> list[str]:
         out.append(f"| `app.py` after start | {app['after_start']['VmRSS']:.0f} MB | {app['after_start']['VmHWM']:.0f} MB | |")
         out.append(f"| `app.py` after {app['warm_up_requests']} `/chat` requests | {m['VmRSS']:.0f} MB | {m['VmHWM']:.0f} MB | "
                    f"≤ {TARGETS['rss']:g} MB: {_mark(m['VmRSS'], TARGETS['rss'])} |")
+    if app and "idle_cpu_share" in app:
+        out_note = f"Idle, the app uses {app['idle_cpu_share']:.1%} of one core (10 s with no requests, after the warm-up)."
+    else:
+        out_note = ""
     lib = r.get("library")
     if lib:
         out.append(f"| `qa.load` + every dev question, no UI | {lib['VmRSS']:.0f} MB | {lib['VmHWM']:.0f} MB | |")
-    return out
+    return out + (["", out_note] if out_note else [])
 
 
 def scale(r: dict) -> list[str]:
     sizes = sorted(r["sizes"].items(), key=lambda kv: int(kv[0]))
     out = ["### Scale (corpora assembled from documentation and docstrings on this machine)", "",
            "| chunks | sentences | docs | index | embedder | build | embedding: texts/s (per CPU-s) | chunks/s "
-           "| disk (+ 90 MB encoder) | build peak RSS | load | retrieve p50 | retrieve p95 | ask p50 | first ask "
+           "| disk (+ 90 MB encoder) | build peak RSS | load | retrieve p50 | retrieve p95 | ask p50 | first ask (a typo) "
            "| query RSS | load avg: build; queries |",
            "|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for _, e in sizes:

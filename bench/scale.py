@@ -32,6 +32,7 @@ from pathlib import Path
 from measure import PYTHON, ROOT, Timed, child_env, load_avg, ms, proc_status, set_env, stopwatch, summary, tree_mb
 
 N_QUERIES = 200
+FIRST_QUESTION = "Where is the documentaton of the licence?"
 EF_SEARCH = (16, 32, 64, 128, 256)
 
 
@@ -69,7 +70,6 @@ def build(corpus: Path, index: Path, embedder: str, encoder: Path | None) -> dic
 
 
 def _queries(bot, n: int, seed: int = 0) -> list[str]:
-    sys.path.insert(0, str(Path(__file__).parent))
     from warm import dev_items
 
     rng = random.Random(seed)
@@ -98,7 +98,7 @@ def query(index: Path, encoder: Path, rounds: int = 3) -> dict:
         bot.encoder = OnnxEmbedder(encoder, bot.manifest["model"]["name"], bot.manifest["model"]["dim"])
     queries = _queries(bot, N_QUERIES)
     with stopwatch() as t:
-        bot.ask(queries[-1])  # the first ask pays for lazily built structures (spelling index, …)
+        bot.ask(FIRST_QUESTION)  # the first misspelt word builds the spelling index: the slowest ask there is
     first_ask_ms = ms(t())
     for q in queries[:20]:
         bot.ask(q)

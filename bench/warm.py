@@ -38,6 +38,8 @@ def run(index_dir: Path, rounds: int = 7) -> dict:
     reference = SentenceTransformerEmbedder(bot.manifest["model"]["name"])
     onnx = bot.encoder
 
+    encode_calls: list[int] = []
+
     def ask_all(record: list[float], encoding: list[float] | None = None) -> None:
         for item in items:
             history: list[dict] = []
@@ -51,6 +53,7 @@ def run(index_dir: Path, rounds: int = 7) -> dict:
                 record.append(ms(t()))
                 if encoding is not None:
                     encoding.append(ms(spy.seconds))
+                    encode_calls.append(len(spy.calls))
                 history += [{"role": "user", "content": turn}, {"role": "assistant", "content": answer.text}]
 
     # Warm-up: first calls pay for lazy imports, model load, allocator growth.
@@ -79,6 +82,8 @@ def run(index_dir: Path, rounds: int = 7) -> dict:
     out = {k: summary(v) for k, v in times.items()}
     out["encode_in_ask"] = summary(encode_in_ask)
     out["ask_without_encode"] = summary(rest)
+    out["encodes_per_ask"] = sum(encode_calls) / len(encode_calls)
+    out["asks_encoding_twice"] = sum(n > 1 for n in encode_calls) / len(encode_calls)
     out["encoder"] = type(onnx).__name__
     out["turns"] = len(turns)
     out["rounds"] = rounds
