@@ -157,4 +157,8 @@ def render(results: dict) -> str:
         if part in results:
             r = results[part]
             lines += fn(r) + ["", f"<sub>{_machine(r)}</sub>", ""]
+    for pause in results.get("pauses", []):
+        lines.append(f"<sub>On {pause['date']} a background scale build (pid {', '.join(map(str, pause['pids']))}) was "
+                     f"stopped for {pause['seconds']} s while the quick parts ran, so it would not disturb them; "
+                     "its wall-clock build time includes that pause.</sub>")
     return "\n".join(lines).rstrip() + "\n"

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -52,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="before each timed part, wait (up to --wait-max s) until processes at normal priority use at "
                         "most SHARE of the CPUs (0..1) over 5 s; niced jobs, such as a scale run, do not count")
     p.add_argument("--wait-max", type=float, default=900, help="longest wait for --wait-idle, in seconds")
+    p.add_argument("--pause-pid", type=int, action="append", default=[], metavar="PID",
+                   help="stop this process of ours (a background scale build, say) while the quick parts run, then "
+                        "continue it; the pause is recorded in results.json and shown in results.md")
     p.add_argument("--no-write", action="store_true", help="print only; leave results.json/.md alone")
     return p
 
@@ -88,78 +92,96 @@ def main(argv: list[str] | None = None) -> int:
               f"waited {time.monotonic() - started:.0f} s)")
         return busy
 
-    with tempfile.TemporaryDirectory(prefix="qa-bench-seed-") as tmp:
-        seed = Path(tmp) / "index"
-        if set(parts) & {"warm", "cold", "memory", "scale"}:
-            import warm
-
-            started = time.perf_counter()
-            built = warm.build_seed(seed)
-            print(f"seed index: {built['chunks']} chunks, {built['sentences']} sentences, built in "
-                  f"{built['seconds']:.1f} s ({time.perf_counter() - started:.1f} s)")
-        if "warm" in parts:
-            busy = wait_idle()
-            import warm
-
-            print(f"warm latency ({args.rounds} rounds) …")
-            r = warm.run(seed, rounds=args.rounds)
-            r["seed_build_s"], r["cpu_busy_before"] = built["seconds"], busy
-            for key in ("ask", "retrieve", "encode_onnx", "encode_st", "ask_without_encode"):
-                print(f"  {key:20s} median {r[key]['median']:6.2f} ms   p95 {r[key]['p95']:6.2f} ms")
-            print(f"  sentence-transformers / ONNX: {r['st_over_onnx']:.1f}x; load average {r['load_avg']}")
-            save("warm", r)
-        if "cold" in parts:
-            busy = wait_idle()
-            import cold
-
-            print("cold start …")
-            r = {"cli": cold.cli(seed, runs=args.runs), "cpu_busy_before": busy}
-            s = r["cli"]["to_answer_s"]
-            print(f"  python -m qa ask: median {s['median']:.2f} s (min {s['min']:.2f}, {s['n']} runs); "
-                  f"heavy imports: {r['cli']['imports']['heavy_imported'] or 'none'}")
-            if r["cli"]["phases"]:
-                print("  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["cli"]["phases"]["steps"]))
-            r["app"] = cold.app(seed, runs=3)
-            if r["app"].get("missing"):
-                print("  app.py does not exist yet: skipped")
-            else:
-                s = r["app"]["to_200_s"]
-                print(f"  python app.py: first 200 after median {s['median']:.2f} s (min {s['min']:.2f}, {s['n']} runs); "
-                      f"libtorch mapped: {r['app']['torch_loaded']}")
-            save("cold", r)
-        if "memory" in parts:
-            busy = wait_idle()
-            import cold
-            import warm
-
-            print("memory …")
-            questions = [t for item in warm.dev_items() for t in item["turns"]]
-            r = {"app": cold.app_memory(seed, questions), "library": cold.library_memory(seed), "cpu_busy_before": busy}
-            if not r["app"].get("missing"):
-                m = r["app"]["after_warm_up"]
-                print(f"  app after {r['app']['warm_up_requests']} /chat requests: RSS {m['VmRSS']:.0f} MB, "
-                      f"peak {m['VmHWM']:.0f} MB")
-            print(f"  library alone: RSS {r['library']['VmRSS']:.0f} MB, peak {r['library']['VmHWM']:.0f} MB")
-            save("memory", r)
-        if "scale" in parts:
-            import scale
-
-            sizes = [int(s) for s in args.sizes.split(",")]
-            encoder = next(p for p in seed.iterdir() if p.name.startswith("encoder.") and p.is_dir())
-            # The seed index is deleted at exit; scale's children need its encoder for ONNX builds.
-            keep = args.workdir / "encoder"
-            shutil.rmtree(keep, ignore_errors=True)
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(encoder, keep)
-            print(f"scale {sizes} in {args.workdir} …")
-            previous = results.get("scale", {}).get("sizes", {})
-            scale.run(args.workdir, sizes, keep, embedder=args.embedder, big_embedder=args.big_embedder,
-                      big_from=args.big_from, log=lambda line: print(line, flush=True),
-                      save=lambda r: save("scale", r | {"sizes": previous | r["sizes"]}),
-                      requery=previous if args.requery else None, before_query=wait_idle)
+    paused_at = time.time()
+    for pid in args.pause_pid:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        with tempfile.TemporaryDirectory(prefix="qa-bench-seed-") as tmp:
+            run_parts(args, parts, Path(tmp) / "index", results, save, wait_idle)
+    finally:
+        for pid in args.pause_pid:
+            os.kill(pid, signal.SIGCONT)
+        if args.pause_pid and not args.no_write:
+            pause = {"pids": args.pause_pid, "seconds": round(time.time() - paused_at),
+                     "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(paused_at))}
+            current = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.is_file() else {}
+            current.setdefault("pauses", []).append(pause)
+            RESULTS_JSON.write_text(json.dumps(current, indent=1) + "\n")
+            RESULTS_MD.write_text(render(current))
     if not args.no_write:
         print(f"wrote {RESULTS_MD.relative_to(ROOT)} and {RESULTS_JSON.relative_to(ROOT)}")
     return 0
+
+
+def run_parts(args, parts: list[str], seed: Path, results: dict, save, wait_idle) -> None:
+    """The chosen parts on a fresh seed index (the scale part needs its ONNX encoder)."""
+    if set(parts) & {"warm", "cold", "memory", "scale"}:
+        import warm
+
+        started = time.perf_counter()
+        built = warm.build_seed(seed)
+        print(f"seed index: {built['chunks']} chunks, {built['sentences']} sentences, built in "
+              f"{built['seconds']:.1f} s ({time.perf_counter() - started:.1f} s)")
+    if "warm" in parts:
+        busy = wait_idle()
+        import warm
+
+        print(f"warm latency ({args.rounds} rounds) …")
+        r = warm.run(seed, rounds=args.rounds)
+        r["seed_build_s"], r["cpu_busy_before"] = built["seconds"], busy
+        for key in ("ask", "retrieve", "encode_onnx", "encode_st", "ask_without_encode"):
+            print(f"  {key:20s} median {r[key]['median']:6.2f} ms   p95 {r[key]['p95']:6.2f} ms")
+        print(f"  sentence-transformers / ONNX: {r['st_over_onnx']:.1f}x; load average {r['load_avg']}")
+        save("warm", r)
+    if "cold" in parts:
+        busy = wait_idle()
+        import cold
+
+        print("cold start …")
+        r = {"cli": cold.cli(seed, runs=args.runs), "cpu_busy_before": busy}
+        s = r["cli"]["to_answer_s"]
+        print(f"  python -m qa ask: median {s['median']:.2f} s (min {s['min']:.2f}, {s['n']} runs); "
+              f"heavy imports: {r['cli']['imports']['heavy_imported'] or 'none'}")
+        if r["cli"]["phases"]:
+            print("  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["cli"]["phases"]["steps"]))
+        r["app"] = cold.app(seed, runs=3)
+        if r["app"].get("missing"):
+            print("  app.py does not exist yet: skipped")
+        else:
+            s = r["app"]["to_200_s"]
+            print(f"  python app.py: first 200 after median {s['median']:.2f} s (min {s['min']:.2f}, {s['n']} runs); "
+                  f"libtorch mapped: {r['app']['torch_loaded']}")
+        save("cold", r)
+    if "memory" in parts:
+        busy = wait_idle()
+        import cold
+        import warm
+
+        print("memory …")
+        questions = [t for item in warm.dev_items() for t in item["turns"]]
+        r = {"app": cold.app_memory(seed, questions), "library": cold.library_memory(seed), "cpu_busy_before": busy}
+        if not r["app"].get("missing"):
+            m = r["app"]["after_warm_up"]
+            print(f"  app after {r['app']['warm_up_requests']} /chat requests: RSS {m['VmRSS']:.0f} MB, "
+                  f"peak {m['VmHWM']:.0f} MB")
+        print(f"  library alone: RSS {r['library']['VmRSS']:.0f} MB, peak {r['library']['VmHWM']:.0f} MB")
+        save("memory", r)
+    if "scale" in parts:
+        import scale
+
+        sizes = [int(s) for s in args.sizes.split(",")]
+        encoder = next(p for p in seed.iterdir() if p.name.startswith("encoder.") and p.is_dir())
+        # The seed index is deleted at exit; scale's children need its encoder for ONNX builds.
+        keep = args.workdir / "encoder"
+        shutil.rmtree(keep, ignore_errors=True)
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(encoder, keep)
+        print(f"scale {sizes} in {args.workdir} …")
+        previous = results.get("scale", {}).get("sizes", {})
+        scale.run(args.workdir, sizes, keep, embedder=args.embedder, big_embedder=args.big_embedder,
+                  big_from=args.big_from, log=lambda line: print(line, flush=True),
+                  save=lambda r: save("scale", r | {"sizes": previous | r["sizes"]}),
+                  requery=previous if args.requery else None, before_query=wait_idle)
 
 
 if __name__ == "__main__":
