@@ -131,8 +131,10 @@ class OnnxEmbedder:
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         texts = list(texts)
-        if len(texts) <= 1:
-            return self._embed_batch(texts) if texts else np.zeros((0, self.dim), np.float32)
+        if len(texts) == 1:
+            return self._embed_one(texts[0])[None]
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
         # Batches of similar length waste little on padding (sentence-transformers does the same).
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), self.dim), np.float32)
@@ -140,6 +142,15 @@ class OnnxEmbedder:
             rows = order[i : i + batch_size]
             out[rows] = self._embed_batch([texts[r] for r in rows])
         return out
+
+    def _embed_one(self, text: str) -> np.ndarray:
+        """A query: no padding, so no mask arithmetic (~0.1 ms of a ~2.5 ms query)."""
+        ids = np.array([self._tok.encode(text).ids], np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        pooled = self._session.run(None, feed)[0][0].mean(axis=0)
+        return (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         encs = self._tok.encode_batch(texts)
