@@ -32,7 +32,7 @@ from pathlib import Path
 from measure import PYTHON, ROOT, Timed, child_env, load_avg, ms, proc_status, set_env, stopwatch, summary, tree_mb
 
 N_QUERIES = 200
-FIRST_QUESTION = "Where is the documentaton of the licence?"
+FIRST_QUESTION = "Where is the liecnse of the pacakge?"  # misspelt words no corpus here contains
 EF_SEARCH = (16, 32, 64, 128, 256)
 
 

@@ -122,6 +122,20 @@ class Lexicon:
         return self.bm25.get_scores(ids)
 
 
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k highest positive scores, best first, ties in index order (as a stable sort).
+
+    Sorting all of them cost 1.2 ms per query at 100k chunks; only the positive ones, cut to the
+    top k by a partition first, cost 0.15 ms (bench/, same results).
+    """
+    hits = np.flatnonzero(scores > 0)
+    if len(hits) > k:
+        values = scores[hits]
+        kth = np.partition(values, len(hits) - k)[len(hits) - k]
+        hits = hits[values >= kth]  # ties with the k-th score stay in, so the stable sort below decides them
+    return hits[np.argsort(-scores[hits], kind="stable")[:k]]
+
+
 def rrf(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> dict[int, float]:
     """Reciprocal rank fusion of several rankings of item numbers."""
     fused: dict[int, float] = {}
@@ -155,8 +169,7 @@ class Retriever:
             rankings.append(self.dense(qvec, depth)[0].tolist())
         if self.mode in ("hybrid", "bm25"):
             lexical = self.lexicon.scores(terms)
-            top = np.argsort(-lexical, kind="stable")[:depth]
-            rankings.append([int(i) for i in top if lexical[i] > 0])
+            rankings.append(top_k(lexical, depth).tolist())
         fused = rrf(rankings)
         return sorted(fused.items(), key=lambda kv: -kv[1])[:k]
 
