@@ -125,26 +125,47 @@ def scale(r: dict) -> list[str]:
     big = [(s, e) for s, e in sizes if "recall" in e["query"]]
     for size, e in big:
         rec = e["query"]["recall"]
-        out += ["", f"HNSW at {e['build']['chunks']:,} chunks (M=32, efConstruction=80): recall@{rec['k']} against exact "
+        params = (e.get("rebuild") or e["build"]).get("hnsw") or {"m": 32, "ef_construction": 80}
+        out += ["", f"HNSW at {e['build']['chunks']:,} chunks (M={params['m']}, efConstruction={params['ef_construction']}): "
+                f"recall@{rec['k']} against exact "
                 f"search over the same vectors ({e['query']['queries']} queries); exact search (flat) takes "
                 f"{rec['exact_search_ms']:.2f} ms.", "",
                 "| efSearch | recall@10 | search (top 50) |", "|---:|---:|---:|"]
         for row in rec["by_ef"]:
             mark = " (default)" if row["ef_search"] == rec["default_ef"] else ""
             out.append(f"| {row['ef_search']}{mark} | {row['recall']:.3f} | {row['search_ms']:.2f} ms |")
+        if rec.get("by_query"):
+            out += ["", f"At efSearch {rec['default_ef']}, by kind of query: " + "; ".join(
+                f"{name} {value:.3f}" for name, value in rec["by_query"].items()) + "."]
+        if e["query"].get("sweep"):
+            out += ["", f"Other HNSW settings over the same {e['build']['chunks']:,} vectors (recall@10 against exact search; "
+                    "search time for the top 50, as `retrieve` asks):", "",
+                    "| metric | M | efConstruction | build | efSearch | recall@10 | search |", "|---|---:|---:|---:|---:|---:|---:|"]
+            for row in e["query"]["sweep"]:
+                out.append(f"| {row['metric']} | {row['m']} | {row['ef_construction']} | {row['build_s']:.0f} s | "
+                           f"{row['ef_search']} | {row['recall']:.3f} | {row['search_ms']:.2f} ms |")
         default = next(row["recall"] for row in rec["by_ef"] if row["ef_search"] == rec["default_ef"])
         p50 = e["query"]["retrieve"]["median"]
         out += ["", f"Targets: recall@10 ≥ {TARGETS['recall']:g}: {default:.3f}, {_mark(default, TARGETS['recall'], True)}; "
                 f"retrieve p50 ≤ {TARGETS['p50_100k']:g} ms: {p50:.2f} ms, {_mark(p50, TARGETS['p50_100k'])}."]
-    inc = [(s, e["incremental"], e["build"]) for s, e in sizes if "incremental" in e]
-    for size, i, full in inc:
-        b = i["build"]
-        out += ["", "### Incremental rebuild", "",
-                f"One document of the ~{int(size):,}-chunk corpus edited (a sentence added mid-document; "
-                f"{i['edit']['chunks_before']} chunks before), then `build_index` into the same folder:", "",
-                "| | embedded | reused | time |", "|---|---:|---:|---:|",
-                f"| full build | {full['embedded']:,} | {full['reused']:,} | {full['seconds']:.1f} s |",
-                f"| rebuild after the edit | {b['embedded']:,} | {b['reused']:,} | {b['seconds']:.1f} s |"]
+    inc = [(s, e) for s, e in sizes if "incremental" in e or "rebuild" in e]
+    if inc:
+        out += ["", "### Incremental rebuild", "", "`build_index` into the folder of an existing index: only texts "
+                "whose vectors are not there already are embedded.", "",
+                "| corpus | rebuild | embedded | reused | time | full build |", "|---|---|---:|---:|---:|---:|"]
+    for size, e in inc:
+        full = e["build"]
+        if "incremental" in e:
+            i, b = e["incremental"], e["incremental"]["build"]
+            out.append(f"| ~{int(size):,} chunks | one document edited (a sentence added mid-document; "
+                       f"{i['edit']['chunks_before']} chunks before) | {b['embedded']:,} | {b['reused']:,} | "
+                       f"{b['seconds']:.1f} s | {full['seconds']:.0f} s |")
+        if "rebuild" in e:
+            b = e["rebuild"]
+            what = "nothing changed (new HNSW settings" + (
+                f": M={b['hnsw']['m']}, efConstruction={b['hnsw']['ef_construction']})" if b.get("hnsw") else ")")
+            out.append(f"| ~{int(size):,} chunks | {what} | {b['embedded']:,} | {b['reused']:,} | "
+                       f"{b['seconds']:.1f} s | {full['seconds']:.0f} s |")
     return out
 
 
@@ -159,6 +180,6 @@ def render(results: dict) -> str:
             lines += fn(r) + ["", f"<sub>{_machine(r)}</sub>", ""]
     for pause in results.get("pauses", []):
         lines.append(f"<sub>On {pause['date']} a background scale build (pid {', '.join(map(str, pause['pids']))}) was "
-                     f"stopped for {pause['seconds']} s while the quick parts ran, so it would not disturb them; "
+                     f"stopped for {pause['seconds']} s {pause.get('why', 'while the quick parts ran')}, so it would not disturb them; "
                      "its wall-clock build time includes that pause.</sub>")
     return "\n".join(lines).rstrip() + "\n"

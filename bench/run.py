@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--big-embedder", choices=["st", "onnx"], default="onnx",
                    help="scale: embedder for sizes from --big-from up (default: onnx; see results.md)")
     p.add_argument("--big-from", type=int, default=50_000, help="scale: first size built with --big-embedder")
+    p.add_argument("--hnsw-sweep", action="store_true",
+                   help="scale: on HNSW indexes also build other HNSW settings and measure their recall (minutes)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="scale, with --requery: first rebuild each existing index in place (all vectors reused)")
     p.add_argument("--requery", action="store_true",
                    help="scale: only query again the sizes whose index is still in --workdir (keeps their build figures)")
     p.add_argument("--rounds", type=int, default=7, help="warm: rounds over the dev questions (default: 7)")
@@ -181,7 +185,8 @@ def run_parts(args, parts: list[str], seed: Path, results: dict, save, wait_idle
         scale.run(args.workdir, sizes, keep, embedder=args.embedder, big_embedder=args.big_embedder,
                   big_from=args.big_from, log=lambda line: print(line, flush=True),
                   save=lambda r: save("scale", r | {"sizes": previous | r["sizes"]}),
-                  requery=previous if args.requery else None, before_query=wait_idle)
+                  requery=previous if args.requery else None, before_query=wait_idle, sweep=args.hnsw_sweep,
+                  rebuild=args.rebuild)
 
 
 if __name__ == "__main__":

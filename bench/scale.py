@@ -32,8 +32,9 @@ from pathlib import Path
 from measure import PYTHON, ROOT, Timed, child_env, load_avg, ms, proc_status, set_env, stopwatch, summary, tree_mb
 
 N_QUERIES = 200
+N_DEV = 27  # the dev set's turns come first among the queries
 FIRST_QUESTION = "Where is the liecnse of the pacakge?"  # misspelt words no corpus here contains
-EF_SEARCH = (16, 32, 64, 128, 256)
+EF_SEARCH = (32, 64, 128, 256, 512)
 
 
 # ---- in the child processes ---------------------------------------------------------------------
@@ -65,15 +66,26 @@ def build(corpus: Path, index: Path, embedder: str, encoder: Path | None) -> dic
         "chunks_per_embed_s": report.chunks / embed_s if embed_s and report.reused == 0 else None,
         "disk_mb": tree_mb(index), "disk_mb_without_encoder": sum(
             p.stat().st_size for p in index.iterdir() if p.is_file()) / 1e6,
-        "memory": proc_status(),
+        "memory": proc_status(), "hnsw": _hnsw_params(index),
     }
+
+
+def _hnsw_params(index: Path) -> dict | None:
+    """M and efConstruction of the index just written (None for exact search)."""
+    import faiss
+
+    manifest = json.loads((index / "manifest.json").read_text())
+    vectors = faiss.read_index(str(index / manifest["files"]["vectors"]["name"]))
+    if not hasattr(vectors, "hnsw"):
+        return None
+    return {"m": int(vectors.hnsw.nb_neighbors(1)), "ef_construction": int(vectors.hnsw.efConstruction)}
 
 
 def _queries(bot, n: int, seed: int = 0) -> list[str]:
     from warm import dev_items
 
     rng = random.Random(seed)
-    queries = [t for item in dev_items() for t in item["turns"]]
+    queries = [t for item in dev_items() for t in item["turns"]][:N_DEV]
     texts = [d.text for d in bot.data.documents.values()]
     while len(queries) < n:
         text = rng.choice(texts)
@@ -84,7 +96,7 @@ def _queries(bot, n: int, seed: int = 0) -> list[str]:
     return queries
 
 
-def query(index: Path, encoder: Path, rounds: int = 3) -> dict:
+def query(index: Path, encoder: Path, rounds: int = 3, sweep: bool = False) -> dict:
     set_env()
     import numpy as np
 
@@ -127,7 +139,60 @@ def query(index: Path, encoder: Path, rounds: int = 3) -> dict:
             "index_type": bot.manifest.get("index_type"), "chunks": index_.ntotal}
     if hasattr(index_, "hnsw"):
         out["recall"] = recall(index_, vectors)
+        out["recall"]["by_query"] = {  # the dev questions are about another corpus: a harder, flatter neighbourhood
+            "dev questions": _recall_of(index_, vectors[:N_DEV], out["recall"]["default_ef"]),
+            "sampled from the corpus": _recall_of(index_, vectors[N_DEV:], out["recall"]["default_ef"]),
+        }
+        if sweep:
+            out["sweep"] = hnsw_sweep(index_.reconstruct_n(0, index_.ntotal), vectors)
     return out
+
+
+def _recall_of(hnsw, queries, ef: int, k: int = 10) -> float:
+    import faiss
+
+    exact = faiss.IndexFlatIP(hnsw.d)
+    exact.add(hnsw.reconstruct_n(0, hnsw.ntotal))
+    _, truth = exact.search(queries, k)
+    hnsw.hnsw.efSearch, default = ef, hnsw.hnsw.efSearch
+    _, found = hnsw.search(queries, k)
+    hnsw.hnsw.efSearch = default
+    return sum(len(set(a) & set(b)) for a, b in zip(found.tolist(), truth.tolist())) / (k * len(queries))
+
+
+SWEEP = (("ip", 32, 80), ("l2", 32, 80), ("ip", 32, 200), ("l2", 32, 200), ("ip", 48, 200))
+
+
+def hnsw_sweep(vectors, queries, k: int = 10) -> list[dict]:
+    """Other HNSW settings over the same vectors: build time, recall@k and search time by efSearch.
+
+    L2 on unit vectors ranks exactly as inner product does (|a-b|^2 = 2 - 2a.b), but faiss's
+    HNSW graph heuristics are tuned for L2.
+    """
+    import faiss
+
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(vectors)
+    _, truth = exact.search(queries, k)
+    rows = []
+    for metric, m, ef_construction in SWEEP:
+        index = faiss.IndexHNSWFlat(vectors.shape[1], m, faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2)
+        index.hnsw.efConstruction = ef_construction
+        with stopwatch() as t:
+            index.add(vectors)
+        build_s = t()
+        for ef in (64, 128, 256, 512):
+            index.hnsw.efSearch = ef
+            _, found = index.search(queries, k)
+            hits = sum(len(set(a) & set(b)) for a, b in zip(found.tolist(), truth.tolist()))
+            search = []
+            for v in queries:
+                with stopwatch() as t:
+                    index.search(v.reshape(1, -1), 50)
+                search.append(ms(t()))
+            rows.append({"metric": metric, "m": m, "ef_construction": ef_construction, "build_s": build_s,
+                         "ef_search": ef, "recall": hits / (k * len(queries)), "search_ms": summary(search)["median"]})
+    return rows
 
 
 def recall(hnsw, queries, k: int = 10) -> dict:
@@ -192,12 +257,14 @@ def edit_one_document(corpus: Path) -> dict:
 
 def run(workdir: Path, sizes: list[int], encoder: Path, embedder: str = "st", big_embedder: str = "onnx",
         big_from: int = 50_000, incremental_size: int | None = 10_000, compare_at: int | None = 1_000,
-        log=print, save=lambda results: None, requery: dict | None = None, before_query=lambda: None) -> dict:
+        log=print, save=lambda results: None, requery: dict | None = None, before_query=lambda: None,
+        sweep: bool = False, rebuild: bool = False) -> dict:
     """Every size: corpus, build (child), query (child); the incremental rebuild at incremental_size;
     at compare_at also a build with the ONNX embedder, to compare the two embedders' throughput.
     save(results) is called after each size, so finished sizes survive a later failure.
     requery: earlier results by size; a size found there whose index still exists is only queried again
-    (for a quieter moment on a shared machine), its build figures kept."""
+    (for a quieter moment on a shared machine), its build figures kept; with rebuild, it is first rebuilt
+    in place (every vector reused: what changing index settings costs)."""
     from texts import build_pool, make_corpus
 
     with stopwatch() as t:
@@ -209,10 +276,14 @@ def run(workdir: Path, sizes: list[int], encoder: Path, embedder: str = "st", bi
         corpus, index = workdir / f"corpus-{size}", workdir / f"index-{size}-{how}"
         old = (requery or {}).get(str(size))
         if old and old["build"]["embedder"] == how and (index / "manifest.json").is_file():
-            log(f"  ~{size:,}: querying the existing {index} again …")
             entry = dict(old)
+            if rebuild:
+                log(f"  ~{size:,}: rebuilding {index} from the same corpus (every vector reused) …")
+                entry["rebuild"] = r = _child("build", str(corpus), str(index), "--embedder", how, "--encoder", str(encoder))
+                log(f"    {r['embedded']} embedded, {r['reused']:,} reused, {r['seconds']:.0f} s, HNSW {r['hnsw']}")
+            log(f"  ~{size:,}: querying the existing {index} again …")
             before_query()
-            entry["query"] = q = _child("query", str(index), "--encoder", str(encoder))
+            entry["query"] = q = _child("query", str(index), "--encoder", str(encoder), *(["--sweep"] if sweep else []))
             log(f"    retrieve p50 {q['retrieve']['median']:.2f} ms p95 {q['retrieve']['p95']:.2f} ms; "
                 f"ask p50 {q['ask']['median']:.2f} ms" + (f"; recall@10 {_default_recall(q):.3f}" if "recall" in q else ""))
             results["sizes"][str(size)] = entry
@@ -233,7 +304,7 @@ def run(workdir: Path, sizes: list[int], encoder: Path, embedder: str = "st", bi
             log(f"    the same corpus embedded with ONNX: {entry['build_onnx']['texts_per_s']:.0f} texts/s")
             shutil.rmtree(other, ignore_errors=True)
         before_query()
-        q = _child("query", str(index), "--encoder", str(encoder))
+        q = _child("query", str(index), "--encoder", str(encoder), *(["--sweep"] if sweep else []))
         entry["query"] = q
         log(f"    retrieve p50 {q['retrieve']['median']:.2f} ms p95 {q['retrieve']['p95']:.2f} ms; "
             f"ask p50 {q['ask']['median']:.2f} ms" + (f"; recall@10 {_default_recall(q):.3f}" if "recall" in q else ""))
@@ -264,11 +335,12 @@ def main() -> int:
     q = sub.add_parser("query")
     q.add_argument("index", type=Path)
     q.add_argument("--encoder", type=Path, required=True)
+    q.add_argument("--sweep", action="store_true", help="also try other HNSW settings on the same vectors")
     args = p.parse_args()
     if args.cmd == "build":
         out = build(args.corpus, args.index, args.embedder, args.encoder)
     else:
-        out = query(args.index, args.encoder)
+        out = query(args.index, args.encoder, sweep=args.sweep)
     print(json.dumps(out))
     return 0
 
