@@ -40,8 +40,10 @@ index: install
 eval: index
 	$(PY) -m qa eval tests/data/dev.jsonl
 
+# Quick parts by default (warm, cold, memory; ~2 min); the corpora of ~1k-10k chunks with
+# `make bench BENCH=--scale` (~30 min on 2 cores), ~100k with BENCH="--scale --sizes 100000" (hours).
 bench: install
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH)
 
 # The running app under load: concurrent sessions, overload, memory (bench/load_results.md).
 load: install
