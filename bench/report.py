@@ -171,7 +171,8 @@ def scale(r: dict) -> list[str]:
 
 def render(results: dict) -> str:
     lines = ["## Performance", "",
-             "Figures from `make bench` (`bench/run.py`; `--scale` adds the scale and incremental parts). "
+             "Figures from `make bench` (`bench/run.py`; `make bench BENCH=--scale` adds the scale and incremental "
+             "parts). "
              "The machine is shared with other jobs, so absolute figures move by 10–30 % between runs; each table "
              "was measured in one run, its rows interleaved where they are compared.", ""]
     for part, fn in (("warm", warm), ("cold", cold), ("memory", memory), ("scale", scale)):
