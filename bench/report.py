@@ -88,7 +88,7 @@ def scale(r: dict) -> list[str]:
     sizes = sorted(r["sizes"].items(), key=lambda kv: int(kv[0]))
     out = ["### Scale (corpora assembled from documentation and docstrings on this machine)", "",
            "| chunks | sentences | docs | index | embedder | build | embedding: texts/s (per CPU-s) | chunks/s "
-           "| disk (+ 90 MB encoder) | build peak RSS | load | retrieve p50 | retrieve p95 | ask p50 | first ask (a typo) "
+           "| disk (without the 90 MB ONNX encoder) | build peak RSS | load | retrieve p50 | retrieve p95 | ask p50 | first ask (a typo) "
            "| query RSS | load avg: build; queries |",
            "|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for _, e in sizes:
@@ -117,6 +117,10 @@ def scale(r: dict) -> list[str]:
                      "to sentence-transformers' to cosine ≥ 0.9999, tests/test_encoder.py): a sentence-transformers build of "
                      "that size takes hours on 2 shared cores. With a custom embedder `build_index` chunks with its rough "
                      "token estimate rather than the tokenizer, so chunk boundaries differ slightly from a default build.")
+    notes.append("Queries: the dev questions plus 173 phrases of 4–10 words sampled from each corpus, 3 rounds; they are "
+                 "longer than the dev questions, so encoding takes longer than on the seed index. Builds and queries "
+                 "may come from different runs (`--requery` measures the queries again at a quieter moment); the last "
+                 "column gives the load average (1 min) at the start and end of each.")
     notes.append("Build time is wall time with the packages already imported; embedding throughput counts every "
                  "text sent to the model (chunks and sentences) per second of `embed` calls, and per CPU-second of the "
                  "process (all threads), which moves less with other jobs on the machine. chunks/s = chunks indexed per "
