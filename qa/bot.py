@@ -60,7 +60,7 @@ class Bot:
         self.retriever = Retriever(data, mode)
         self.units = unit_spans(data.chunks, data.documents)
         # Title and section go with every sentence: what the whole document is about carries no weight.
-        self._unit_texts = sentence_embedding_texts(data.chunks, data.documents)
+        self._unit_texts = sentence_embedding_texts(data.chunks, data.documents, self.units)
         self.sentence_lexicon = Lexicon(self._unit_texts)
         self._sections = _sections(data)
 

@@ -396,10 +396,12 @@ def unit_spans(chunks: Sequence[Chunk], documents: dict) -> list[Span]:
     return units
 
 
-def sentence_embedding_texts(chunks: Sequence[Chunk], documents: dict) -> list[str]:
+def sentence_embedding_texts(
+    chunks: Sequence[Chunk], documents: dict, units: Sequence[Span] | None = None
+) -> list[str]:
     """What the model sees for each sentence row: its quote unit, placed by title and section."""
     owners = [c for c in chunks for _ in c.sentences]
     return [
         embedding_text(c.title, c.section, documents[c.source].text[s:e])
-        for c, (s, e) in zip(owners, unit_spans(chunks, documents))
+        for c, (s, e) in zip(owners, units if units is not None else unit_spans(chunks, documents))
     ]
