@@ -44,3 +44,27 @@ def seed_bot(seed_index):
     import qa
 
     return qa.load(seed_index)
+
+
+@pytest.fixture(scope="session")
+def seed_app(seed_index, tmp_path_factory):
+    """`python app.py` on the seed index, with the network guard, shared by the API and browser tests."""
+    from served_app import serve
+
+    with serve("--index", str(seed_index), workdir=tmp_path_factory.mktemp("seed-app")) as app:
+        yield app
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright."""
+    from served_app import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's Chromium is not installed (make browser)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()

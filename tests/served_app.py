@@ -1,8 +1,10 @@
-"""Helpers for the hardening tests: app.py in a subprocess with a network guard, and its clients.
+"""The one place tests start app.py and talk to it: the server, gradio_client, and Chromium.
 
-`serve()` differs from test_app_api.running_app in what the hardening tests need: a chosen working
-folder and environment, the process itself (its pid, for /proc), and a guard that records every
-non-loopback connection or name lookup the server attempts (GUARD, loaded as sitecustomize.py).
+`serve()` runs app.py in a subprocess in a chosen working folder, with the environment a user has and
+(by default) a guard that records every non-loopback connection or name lookup the server attempts
+(GUARD, loaded as sitecustomize.py). `ChatPage` is a Chromium tab on it, driven by Playwright; the
+`browser` fixture in conftest.py launches Debian's Chromium (never `playwright install`: it downloads
+browsers).
 """
 
 from __future__ import annotations
@@ -159,6 +161,54 @@ def serve(*args: str, workdir: Path, guard: bool = True) -> Iterator[App]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+BOX, BOT, USER = "textarea[data-testid='textbox']", "[data-testid='bot']", "[data-testid='user']"
+PANEL = "#qa-context"
+ANSWER_TIMEOUT = 30_000  # ms; a hang guard, not a timing
+
+
+class ChatPage:
+    """A browser tab on the app, ready once the question box and the context panel are on the page.
+
+    Records every dialog (there must be none). `init_script` runs in every frame before the page's own.
+    """
+
+    def __init__(self, browser, url: str, width: int = 1280, height: int = 900, init_script: str | None = None):
+        self.page = browser.new_page(viewport={"width": width, "height": height})
+        self.dialogs: list[str] = []
+        self.page.on("dialog", self._on_dialog)
+        if init_script:
+            self.page.add_init_script(init_script)
+        self.page.goto(url, wait_until="load")
+        self.box = self.page.locator(BOX).first
+        self.box.wait_for()
+        self.page.locator(PANEL).wait_for(state="attached")  # Gradio mounts components one by one
+
+    def _on_dialog(self, dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def ask(self, question: str):
+        """Type a question, send it, and return the new bot message."""
+        n = self.page.locator(BOT).count()
+        self.box.fill(question)
+        self.box.press("Enter")
+        return self.wait_for_reply(n)
+
+    def wait_for_reply(self, before: int):
+        from playwright.sync_api import expect
+
+        expect(self.page.locator(BOT)).to_have_count(before + 1, timeout=ANSWER_TIMEOUT)
+        return self.page.locator(BOT).nth(before)
+
+    def close(self) -> None:
+        self.page.close()
 
 
 def client(url: str, **kwargs):

@@ -2,81 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
-from typing import Iterator
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from served_app import ROOT, client as make_client, status
+
 SEED_TEXT = (ROOT / "corpus" / "inter-parliamentary-union.txt").read_text("utf-8")
-STARTUP_SECONDS = 120  # generous: a stale index is rebuilt before the server starts
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _status(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return None
-
-
-@contextlib.contextmanager
-def running_app(*args: str, workdir: Path) -> Iterator[tuple[str, Path]]:
-    """Start app.py on a free port in workdir; yield (url, log file) once it answers 200; always stop it."""
-    port = free_port()
-    log = workdir / f"app-{port}.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--port", str(port), *args],
-            cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while _status(url) != 200:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"app.py did not answer within {STARTUP_SECONDS} s:\n{log.read_text(errors='replace')}")
-            time.sleep(0.2)
-        yield url, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
-def app_url(seed_index, tmp_path_factory) -> Iterator[str]:
-    with running_app("--index", str(seed_index), workdir=tmp_path_factory.mktemp("app")) as (url, _):
-        yield url
+def app_url(seed_app) -> str:
+    return seed_app.url
 
 
 @pytest.fixture(scope="module")
 def client(app_url):
-    from gradio_client import Client
-
-    return Client(app_url, verbose=False, analytics_enabled=False)
+    return make_client(app_url)
 
 
 def test_chat_answers_with_a_cited_quote(client):
@@ -140,8 +80,8 @@ def test_only_the_two_named_endpoints_and_no_monitoring(client, app_url):
     api = client.view_api(print_info=False, return_format="dict")
     assert set(api["named_endpoints"]) == {"/chat", "/retrieve"}
     assert not api["unnamed_endpoints"]
-    assert _status(app_url + "monitoring") != 200
-    assert _status(app_url + "monitoring/summary") != 200
+    assert status(app_url + "monitoring") != 200
+    assert status(app_url + "monitoring/summary") != 200
 
 
 def test_concurrent_questions_all_get_their_own_answer(client):

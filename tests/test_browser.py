@@ -9,22 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from test_app_api import ROOT, running_app
+from served_app import BOT, USER, ChatPage, client as make_client, serve
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
-BOX = "textarea[data-testid='textbox']"
-BOT, USER = "[data-testid='bot']", "[data-testid='user']"
-ANSWER_TIMEOUT = 15_000  # ms
 HOSTILE = ["<img src=x onerror=alert(1)>", "<script>alert(1)</script>", "[x](javascript:alert(1))"]
 
 PAYLOAD_DOC = """\
@@ -40,33 +31,20 @@ Template markers like ${alert(6)} and {{constructor}} stay literal.
 
 
 @pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's Chromium is not installed (make browser)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+def app_url(seed_app) -> str:
+    return seed_app.url
 
 
 @pytest.fixture(scope="module")
-def app_url(seed_index, tmp_path_factory) -> Iterator[str]:
-    with running_app("--index", str(seed_index), workdir=tmp_path_factory.mktemp("app")) as (url, _):
-        yield url
-
-
-@pytest.fixture(scope="module")
-def payload_app(seed_index, seed_corpus, tmp_path_factory) -> Iterator[tuple[str, str]]:
+def payload_app(seed_index, seed_corpus, tmp_path_factory):
     """The seed plus a document full of markup, on a copy of the seed index that is now stale."""
     folder = tmp_path_factory.mktemp("payload")
     corpus, index = folder / "corpus", folder / "index"
     shutil.copytree(seed_corpus, corpus)
     (corpus / "zephyr-handbook.md").write_text(PAYLOAD_DOC, "utf-8")
     shutil.copytree(seed_index, index)
-    with running_app("--index", str(index), "--corpus", str(corpus), workdir=folder) as (url, log):
-        yield url, log.read_text(errors="replace")
+    with serve("--index", str(index), "--corpus", str(corpus), workdir=folder) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
@@ -74,33 +52,8 @@ def shots(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("screenshots")
 
 
-class Page:
-    """A browser tab on the app that records dialogs (there must be none)."""
-
-    def __init__(self, browser, url: str, width: int = 1280, height: int = 900):
-        self.page = browser.new_page(viewport={"width": width, "height": height})
-        self.dialogs: list[str] = []
-        self.page.on("dialog", self._on_dialog)
-        self.page.goto(url, wait_until="load")
-        self.box = self.page.locator(BOX).first
-        self.box.wait_for()
-
-    def _on_dialog(self, dialog) -> None:
-        self.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    def ask(self, question: str):
-        """Type a question, send it, and return the new bot message."""
-        n = self.page.locator(BOT).count()
-        self.box.fill(question)
-        self.box.press("Enter")
-        return self.wait_for_reply(n)
-
-    def wait_for_reply(self, before: int):
-        from playwright.sync_api import expect
-
-        expect(self.page.locator(BOT)).to_have_count(before + 1, timeout=ANSWER_TIMEOUT)
-        return self.page.locator(BOT).nth(before)
+class Page(ChatPage):
+    """A chat tab that can also check nothing on it ran or was injected."""
 
     def assert_inert(self) -> None:
         """No dialog, no javascript: link, no element injected from text."""
@@ -191,9 +144,9 @@ def test_hostile_questions_are_shown_as_text(page):
 def test_markup_planted_in_the_corpus_is_shown_as_text(browser, payload_app, shots):
     from playwright.sync_api import expect
 
-    url, log = payload_app
+    log = payload_app.output()
     assert "zephyr-handbook.md was added; building the index" in log and "built " in log
-    page = Page(browser, url)
+    page = Page(browser, payload_app.url)
     try:
         expect(page.page.locator("h1")).to_contain_text("Zephyr <img src=x onerror=alert(1)> Handbook")
         reply = page.ask("What does the Zephyr handbook warn about?")
@@ -206,13 +159,11 @@ def test_markup_planted_in_the_corpus_is_shown_as_text(browser, payload_app, sho
         page.page.screenshot(path=shots / "payload.png", full_page=True)
         page.assert_inert()
     finally:
-        page.page.close()
+        page.close()
 
 
 def test_markup_planted_in_the_corpus_comes_back_escaped_from_the_api(payload_app):
-    from gradio_client import Client
-
-    reply = Client(payload_app[0], verbose=False, analytics_enabled=False).predict(
+    reply = make_client(payload_app.url).predict(
         "Which link must never become a link?", [], api_name="/chat")
     assert "javascript" in reply and "](javascript" not in reply and "<img" not in reply and "<script" not in reply
 
@@ -264,4 +215,4 @@ def test_phone_width(browser, app_url, shots):
         assert overflow <= 390
         page.page.screenshot(path=shots / "phone.png", full_page=True)
     finally:
-        page.page.close()
+        page.close()

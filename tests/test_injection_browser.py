@@ -11,24 +11,15 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 import qa
 
-from served_app import App, client as make_client, serve
+from served_app import App, ChatPage, client as make_client, serve
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
-BOX, BOT, USER = "textarea[data-testid='textbox']", "[data-testid='bot']", "[data-testid='user']"
-ANSWER_TIMEOUT = 30_000  # ms; a hang guard
 
 PAYLOADS = [
     "<script>__mark(1)</script>",
@@ -126,18 +117,6 @@ INSPECT = r"""() => {
 
 
 @pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's Chromium is not installed (make browser)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
 def payload_app(seed_index, seed_corpus, tmp_path_factory) -> Iterator[App]:
     """The seed and the payload document, indexed (reusing the seed's vectors and ONNX encoder), served."""
     folder = tmp_path_factory.mktemp("xss")
@@ -150,28 +129,11 @@ def payload_app(seed_index, seed_corpus, tmp_path_factory) -> Iterator[App]:
         yield app
 
 
-class Page:
+class Page(ChatPage):
+    """A chat tab with the marker installed in every frame, that can list what an executed payload leaves."""
+
     def __init__(self, browser, url: str):
-        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
-        self.dialogs: list[str] = []
-        self.page.on("dialog", self._on_dialog)
-        self.page.add_init_script(MARKER)
-        self.page.goto(url, wait_until="load")
-        self.box = self.page.locator(BOX).first
-        self.box.wait_for()
-
-    def _on_dialog(self, dialog) -> None:
-        self.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    def ask(self, question: str):
-        from playwright.sync_api import expect
-
-        n = self.page.locator(BOT).count()
-        self.box.fill(question)
-        self.box.press("Enter")
-        expect(self.page.locator(BOT)).to_have_count(n + 1, timeout=ANSWER_TIMEOUT)
-        return self.page.locator(BOT).nth(n)
+        super().__init__(browser, url, init_script=MARKER)
 
     def inspect(self, pause: int = 1000) -> dict:
         """After a pause for handlers (onerror, onload, autofocus, animations) to fire: what is on the page."""
@@ -210,7 +172,7 @@ def test_payloads_typed_as_questions_are_shown_as_text(browser, payload_app):
         missing = [p for p in PAYLOADS if _flat(p) not in shown]
         assert missing == []
     finally:
-        page.page.close()
+        page.close()
 
 
 def test_payloads_planted_in_the_corpus_are_shown_as_text(browser, payload_app):
@@ -234,7 +196,7 @@ def test_payloads_planted_in_the_corpus_are_shown_as_text(browser, payload_app):
         assert TITLE in shown and "Festival <img src=x onerror=__mark(92)> notes" in shown
         assert "Archive of [hostile](javascript:__mark(93)) markup" in shown
     finally:
-        page.page.close()
+        page.close()
 
 
 def test_payloads_come_back_from_the_api_as_escaped_markdown(payload_app):
@@ -266,4 +228,4 @@ def test_the_checks_catch_a_payload_that_does_run(browser, payload_app):
         with pytest.raises(AssertionError):
             _assert_inert(found)
     finally:
-        page.page.close()
+        page.close()
