@@ -107,10 +107,61 @@ def asked_kind(question: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class UnitFacts:
+    """What the hints ask of one quote unit, worked out once per unit (stemming and regexes cost more
+    than the rest of an answer if redone for every candidate of every question)."""
+
+    terms: frozenset[str]
+    opening_terms: frozenset[str]  # of its first 80 characters, where a definition names its subject
+    field_terms: frozenset[str]  # of the key when it is a "Key: value" line
+    number: bool
+    time: bool
+    place: bool
+    defines: bool
+
+    @classmethod
+    def of(cls, text: str, terms_of: Callable[[str], list[str]]) -> "UnitFacts":
+        key = _FIELD.match(text)
+        return cls(
+            frozenset(terms_of(text)), frozenset(terms_of(text[:80])),
+            frozenset(terms_of(key.group(1))) if key else frozenset(),
+            bool(_NUMBER.search(text)), bool(_TIME.search(text)), bool(_PLACE.search(text)),
+            bool(_DEFINES.search(text)),
+        )
+
+
+class Units:
+    """The quote unit of every sentence row (`chunking.unit_spans`): its span, its text, its facts.
+
+    Facts are worked out on first use and kept: a warm bot does not re-stem its candidates.
+    """
+
+    def __init__(self, data: IndexData, spans: list[tuple[int, int]], terms_of: Callable[[str], list[str]]):
+        self.spans, self._data, self._terms_of = spans, data, terms_of
+        self._facts: list[UnitFacts | None] = [None] * len(spans)
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __getitem__(self, row: int) -> tuple[int, int]:
+        return self.spans[row]
+
+    def text(self, row: int) -> str:
+        s, e = self.spans[row]
+        return self._data.documents[self._data.chunks[int(self._data.sentence_chunk[row])].source].text[s:e]
+
+    def facts(self, row: int) -> UnitFacts:
+        found = self._facts[row]
+        if found is None:
+            found = self._facts[row] = UnitFacts.of(self.text(row), self._terms_of)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
 class Hint:
     """A bonus for sentences whose form fits what the question asks."""
 
-    test: Callable[[str], bool]
+    test: Callable[[UnitFacts], bool]
     weight: float
     widens: bool = False  # a quote lacking it may take in the next sentence that has it
     earliest: bool = False  # full weight only for the first passing sentence of a document
@@ -122,35 +173,30 @@ def question_hints(question: str, terms_of: Callable[[str], list[str]], scoring:
     the question names. Each is a bonus, never a filter."""
     hints = []
     if _ASKS_NUMBER.search(question):
-        hints.append(Hint(lambda text: bool(_NUMBER.search(text)), scoring.type_weight, widens=True))
+        hints.append(Hint(lambda f: f.number, scoring.type_weight, widens=True))
     elif _ASKS_TIME.search(question):
-        hints.append(Hint(lambda text: bool(_TIME.search(text)), scoring.type_weight, widens=True))
+        hints.append(Hint(lambda f: f.time, scoring.type_weight, widens=True))
     elif _ASKS_PLACE.search(question):
-        hints.append(Hint(lambda text: bool(_PLACE.search(text)), scoring.type_weight, widens=True))
+        hints.append(Hint(lambda f: f.place, scoring.type_weight, widens=True))
     elif (kind := _ASKS_KIND.search(question)) and (wanted := terms_of(kind.group(1))):
-        hints.append(Hint(lambda text: wanted[0] in terms_of(text), scoring.type_weight, widens=True))
+        hints.append(Hint(lambda f: wanted[0] in f.terms, scoring.type_weight, widens=True))
     elif (subject := _ASKS_DEFINITION.match(question)) and (named := terms_of(subject.group(1))):
         head = named[-1]
         # documents define a thing where they first introduce it
-        hints.append(Hint(lambda text: head in terms_of(text[:80]) and bool(_DEFINES.search(text)),
-                          scoring.type_weight, earliest=True))
-    asked = set(terms_of(question))
+        hints.append(Hint(lambda f: head in f.opening_terms and f.defines, scoring.type_weight, earliest=True))
+    asked = frozenset(terms_of(question))
     if asked:
-        def names_field(text: str) -> bool:
-            m = _FIELD.match(text)
-            return bool(m) and bool(set(terms_of(m.group(1))) & asked)
-
-        hints.append(Hint(names_field, scoring.field_weight))
+        hints.append(Hint(lambda f: not asked.isdisjoint(f.field_terms), scoring.field_weight))
     return hints
 
 
-def answer_check(hints: list[Hint]) -> Callable[[str], bool] | None:
+def answer_check(hints: list[Hint]) -> Callable[[UnitFacts], bool] | None:
     """The test a quote may be widened to pass (a number, a time, the thing asked for), if any."""
     return next((h.test for h in hints if h.widens), None)
 
 
 def score_sentences(
-    data: IndexData, units: list[tuple[int, int]], qvec: np.ndarray, lexical: np.ndarray,
+    data: IndexData, units: Units, qvec: np.ndarray, lexical: np.ndarray,
     chunks: list[tuple[int, float]], scoring: Scoring, hints: Sequence[Hint] = (),
 ) -> list[Candidate]:
     """Candidates from the given chunks, best first. lexical: BM25 score of every sentence unit."""
@@ -168,7 +214,7 @@ def score_sentences(
     inherited = np.array([chunk_sim_of[o] for o in owners.tolist()])
     scores = scoring.dense_weight * sentence_sim + scoring.chunk_weight * inherited + scoring.lexical_weight * lex
     for hint in hints:
-        passed = np.array([hint.test(unit_text(data, units, int(r))) for r in rows], dtype=np.float32)
+        passed = np.array([hint.test(units.facts(r)) for r in rows.tolist()], dtype=np.float32)
         if hint.earliest:
             first: dict[str, int] = {}
             for i in np.flatnonzero(passed):
@@ -181,12 +227,7 @@ def score_sentences(
     return [Candidate(int(rows[i]), int(owners[i]), float(scores[i]), float(sentence_sim[i])) for i in order]
 
 
-def unit_text(data: IndexData, units: list[tuple[int, int]], row: int) -> str:
-    s, e = units[row]
-    return data.documents[data.chunks[int(data.sentence_chunk[row])].source].text[s:e]
-
-
-def make_quote(data: IndexData, units: list[tuple[int, int]], cand: Candidate, check=None) -> Quote:
+def make_quote(data: IndexData, units: Units, cand: Candidate, check=None) -> Quote:
     """The candidate's quote unit; widened to the next sentence of the paragraph when only that one
     has what the question asks for (a number, a time, the thing named after "which")."""
     chunk = data.chunks[cand.chunk]
@@ -194,16 +235,16 @@ def make_quote(data: IndexData, units: list[tuple[int, int]], cand: Candidate, c
     start, end = units[cand.row]
     nxt = cand.row + 1
     if (
-        check is not None and not check(text[start:end]) and nxt < len(units)
+        check is not None and not check(units.facts(cand.row)) and nxt < len(units)
         and data.chunks[int(data.sentence_chunk[nxt])].source == chunk.source
         and units[nxt][0] >= end and not BLANK_LINE.search(text, end, units[nxt][0])
-        and check(text[units[nxt][0] : units[nxt][1]])
+        and check(units.facts(nxt))
     ):
         end = units[nxt][1]
     return Quote(text[start:end], chunk.source, chunk.title, chunk.section, start, end, round(cand.score, 4))
 
 
-def select_quotes(data: IndexData, units, candidates: list[Candidate], scoring: Scoring, check=None) -> list[Quote]:
+def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], scoring: Scoring, check=None) -> list[Quote]:
     """One to three non-overlapping quotes, best first; only the first may be widened by check."""
     quotes: list[Quote] = []
     if not candidates:

@@ -12,8 +12,8 @@ from typing import Sequence
 import numpy as np
 
 from .answer import (
-    Answer, Candidate, Scoring, answer_check, asked_kind, question_hints, render, render_refusal, score_sentences,
-    select_quotes,
+    Answer, Candidate, Scoring, Units, answer_check, asked_kind, question_hints, render, render_refusal,
+    score_sentences, select_quotes,
 )
 from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
 from .conversation import Message, resolve
@@ -58,10 +58,11 @@ class Bot:
             scoring = replace(scoring, dense_weight=0.0, chunk_weight=0.0)
         self.data, self.encoder, self.scoring = data, encoder, scoring
         self.retriever = Retriever(data, mode)
-        self.units = unit_spans(data.chunks, data.documents)
+        spans = unit_spans(data.chunks, data.documents)
         # Title and section go with every sentence: what the whole document is about carries no weight.
-        self._unit_texts = sentence_embedding_texts(data.chunks, data.documents, self.units)
+        self._unit_texts = sentence_embedding_texts(data.chunks, data.documents, spans)
         self.sentence_lexicon = Lexicon(self._unit_texts)
+        self.units = Units(data, spans, self.sentence_lexicon.terms)
         self._sections = _sections(data)
 
     @property
