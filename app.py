@@ -6,7 +6,6 @@ Builds the index first if it is missing or stale, then serves on http://127.0.0.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import threading
@@ -33,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Importing gradio (~2 s) and loading the index (~0.4 s, much of it in onnxruntime and faiss,
     # which release the GIL) overlap: the first HTTP 200 comes that much sooner.
-    importer = threading.Thread(target=importlib.import_module, args=("gradio",), daemon=True)
+    importer = threading.Thread(target=ui.import_gradio, daemon=True)
     importer.start()
     try:
         bot = ui.load_or_build(args.index, args.corpus)

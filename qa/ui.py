@@ -12,14 +12,19 @@ and section names) and kept only if the bot actually answers them.
 
 API endpoints for `gradio_client`: `/chat` (message, history -> reply Markdown)
 and `/retrieve` (query, k -> passages as dicts). The UI's own events are private.
-Gradio is imported inside the functions that need it, never at `import qa`.
+Gradio is imported inside the functions that need it, never at `import qa`, and
+through `import_gradio`, which skips the type stubs Gradio otherwise regenerates on
+every import.
 """
 
 from __future__ import annotations
 
 import html
+import importlib.abc
+import importlib.machinery
 import logging
 import os
+import sys
 import re
 import threading
 from dataclasses import asdict
@@ -311,12 +316,51 @@ def _manifest_stamp(folder: Path) -> tuple[int, int, int] | None:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
+class _NoStubWriting(importlib.abc.MetaPathFinder):
+    """Loads gradio.component_meta with its `create_or_modify_pyi` made a no-op.
+
+    Gradio 6 regenerates a .pyi type stub for each of its ~80 component classes on every import,
+    by parsing their source files: about 60% of `import gradio` here (1.5 of 2.5 s), and a write
+    into site-packages. Stubs are for type checkers; a running app has no use for them.
+    """
+
+    TARGET = "gradio.component_meta"
+
+    def find_spec(self, name, path, target=None):
+        if name != self.TARGET:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run_module = spec.loader.exec_module
+
+        def exec_module(module):
+            run_module(module)
+            if callable(getattr(module, "create_or_modify_pyi", None)):
+                module.create_or_modify_pyi = lambda *args, **kwargs: None
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def import_gradio():
+    """`import gradio`, without its stub writing (see _NoStubWriting); the module."""
+    if "gradio" not in sys.modules:
+        finder = _NoStubWriting()
+        sys.meta_path.insert(0, finder)
+        try:
+            import gradio  # noqa: F401
+        finally:
+            sys.meta_path.remove(finder)
+    return sys.modules["gradio"]
+
+
 def build_demo(bot: "Bot", index_dir: str | Path | None = None) -> "gr.Blocks":
     """The chat app over bot: chat, examples, suggestions, the quoted paragraphs, and the API.
 
     With index_dir, answers come from the index there as it is rebuilt (see Reloader).
     """
-    import gradio as gr
+    gr = import_gradio()
 
     current = Reloader(bot, index_dir) if index_dir is not None else (lambda: bot)
 

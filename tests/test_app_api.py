@@ -143,3 +143,17 @@ def test_title_description_and_examples_come_from_the_corpus(seed_bot):
     examples = example_questions(seed_bot)
     assert examples[0] == "What is the Inter-Parliamentary Union?"
     assert len(examples) >= 3 and all(not seed_bot.ask(q).abstained for q in examples)
+
+
+def test_gradio_is_imported_without_rewriting_its_type_stubs():
+    """import_gradio skips Gradio's per-import .pyi regeneration (60% of its import time) and still
+    gives a working Gradio: if an upgrade moves that code, this says so rather than the app slowing."""
+    import subprocess
+    import sys
+
+    code = ("from qa import ui; gr = ui.import_gradio(); import gradio.component_meta as m; "
+            "print(m.create_or_modify_pyi.__qualname__); print(type(gr.Blocks()).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    patched, blocks = out.stdout.split()
+    assert patched.startswith("_NoStubWriting.") and blocks == "Blocks"
