@@ -154,6 +154,26 @@ def test_retrieval_knows_sections(seed_bot):
     assert best.title == "Inter-Parliamentary Union"
 
 
+def test_a_large_corpus_gets_an_hnsw_index_that_answers_like_exact_search(seed_index, seed_bot, tmp_path, monkeypatch):
+    """The approximate index, on the seed: only its size is beside the point, so the threshold is lowered."""
+    import faiss
+
+    import qa.index
+
+    folder = tmp_path / "index"
+    shutil.copytree(seed_index, folder)
+    monkeypatch.setattr(qa.index, "HNSW_THRESHOLD", 2)
+    report = build_index(corpus_dir=seed_bot.manifest["corpus_dir"], index_dir=folder)
+    assert report.index_type == "hnsw" and report.embedded == 0  # same vectors, other index
+    assert read_manifest(folder)["index_type"] == "hnsw"
+    bot = qa.load(folder)
+    assert isinstance(bot.data.vectors, faiss.IndexHNSWFlat) and bot.data.vectors.hnsw.efSearch == qa.index.HNSW_EF_SEARCH
+    for question in ["How many member parliaments does the IPU have?", "Who publishes the World e-Parliament Report?",
+                     "Where is the IPU based?"]:
+        assert [p.start for p in bot.retrieve(question, 5)] == [p.start for p in seed_bot.retrieve(question, 5)]
+        assert bot.ask(question).text == seed_bot.ask(question).text
+
+
 # --- staleness ------------------------------------------------------------------------------------
 
 
