@@ -12,6 +12,7 @@ import pytest
 import qa
 from qa.chunking import embedding_text
 from qa.embedding import OnnxEmbedder, SentenceTransformerEmbedder
+from qa.index import load_index
 
 from conftest import DEV_SET
 
@@ -100,3 +101,13 @@ def test_auto_falls_back_with_a_warning_when_onnxruntime_cannot_be_imported(seed
 
     with pytest.raises(qa.QAError, match="ONNX"):
         qa.load(seed_index, encoder="onnx")
+
+
+def test_a_build_with_the_onnx_embedder_cuts_the_same_chunks(seed_bot, seed_corpus, tmp_path):
+    """An embedder passed to build_index (the scale benchmark's ONNX builds) still chunks by the
+    model's own tokenizer, so its index holds the chunks a default build holds."""
+    report = qa.build_index(corpus_dir=seed_corpus, index_dir=tmp_path / "index", embedder=seed_bot.encoder,
+                            query_encoder=False)
+    assert report.embedded > 0
+    built = load_index(tmp_path / "index")
+    assert [(c.start, c.end) for c in built.chunks] == [(c.start, c.end) for c in seed_bot.data.chunks]
