@@ -477,8 +477,12 @@ def launch(demo: "gr.Blocks", host: str = "127.0.0.1", port: int = 7860) -> None
     from starlette.middleware import Middleware
 
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
+    # quiet: Gradio's own banner suggests share=True (a public tunnel); this app only says where it is.
     demo.launch(
         server_name=host, server_port=port, share=False, enable_monitoring=False, ssr_mode=False,
         mcp_server=False, pwa=False, show_error=False, css=CSS, footer_links=["api"],
         app_kwargs={"middleware": [Middleware(NoRemoteFiles)]}, state_session_capacity=SESSIONS,
+        quiet=True, prevent_thread_lock=True,
     )
+    print(f"* Running on local URL:  {demo.local_url}", flush=True)
+    demo.block_thread()

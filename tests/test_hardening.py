@@ -264,7 +264,7 @@ def test_app_listens_on_loopback_only_and_shares_nothing(app):
             s.connect((address, app.port))
     output = app.output()
     assert f"Running on local URL:  http://127.0.0.1:{app.port}" in output
-    assert "public URL" not in output and "gradio.live" not in output
+    assert "public URL" not in output and "gradio.live" not in output and "share=True" not in output
     with urllib.request.urlopen(app.url + "config", timeout=10) as r:
         config = json.loads(r.read())
     assert not config.get("share_url") and not config.get("is_space")
