@@ -81,14 +81,21 @@ _NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|
                      r"forty|fifty|hundred|thousand|million|billion|dozen|several)\b", re.I)
 _TIME = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b|\bago\b|\b(?:January|February|March|April|May|June|July|"
                    r"August|September|October|November|December|century|decade)\b", re.I)
+_FREQUENCY = re.compile(r"\b(?:(?:bi|semi-?)?annual(?:ly)?|bienni(?:al|ally)|daily|weekly|monthly|quarterly|yearly|"
+                        r"every|once|twice|thrice|times (?:a|per|each)|per (?:year|month|week|day))\b", re.I)
 _ASKS_NUMBER = re.compile(r"\bhow (?:many|much)\b", re.I)
-_ASKS_TIME = re.compile(r"^\W*when\b|\b(?:what|which) (?:year|date|month|day|decade|century)\b", re.I)
-_ASKS_PLACE = re.compile(r"^\W*where\b", re.I)
+_ASKS_FREQUENCY = re.compile(r"\bhow (?:often|frequently)\b", re.I)
+_ASKS_TIME = re.compile(r"^\W*when\b|\bhow old\b|\b(?:what|which) (?:year|date|month|day|decade|century)\b", re.I)
+_ASKS_PLACE = re.compile(r"^\W*where\b|\b(?:what|which) (?:country|city|town|place|location|region|continent)\b",
+                         re.I)
 _PLACE = re.compile(r"\b(?:address|located|location|based|headquarter\w*|situated|seat|city|country)\b", re.I)
 # Words that only frame a "where" question ("where is it based?"): the answer need not repeat them.
 PLACE_FRAME = "based located situated headquartered seated"
 _ASKS_KIND = re.compile(r"\b(?:what|which) (?!(?:is|are|was|were|does|do|did|can|could|has|have|had|will|would|"
                         r"should|the|a|an|kind|type|sort|of|about|if|else)\b)([a-z]+)", re.I)
+# "how often", "how old": the word after "how" names the kind of answer, not what it is about.
+_ASKS_DEGREE = re.compile(r"\bhow (?!(?:is|are|was|were|does|do|did|can|could|should|would|will|has|have|had|to|"
+                          r"many|much|the|a|an)\b)([a-z]+)", re.I)
 _ASKS_DEFINITION = re.compile(
     r"^\W*(?:(?:what|who)(?: exactly)? (?:is|are|was|were)|tell me about|describe|explain|what does) (.+?)(?: mean)?\W*$",
     re.I,
@@ -99,11 +106,12 @@ _FIELD = re.compile(r"\W*([A-Z][\w'’ ()/&-]{0,40}?):\s")
 
 def asked_kind(question: str) -> str:
     """Words that name the kind of answer rather than its content: the noun after "what"/"which"
-    ("what year" -> "year"), or the framing verbs of a "where" question; "" when none."""
+    ("what year" -> "year"), the word after "how" ("how often"), and the framing verbs of a question
+    about a place ("where is it based?", "in which country is it located?"); "" when none."""
+    words = [m.group(1) for m in (_ASKS_KIND.search(question), _ASKS_DEGREE.search(question)) if m]
     if _ASKS_PLACE.search(question):
-        return PLACE_FRAME
-    m = _ASKS_KIND.search(question)
-    return m.group(1) if m else ""
+        words.append(PLACE_FRAME)
+    return " ".join(words)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +123,7 @@ class UnitFacts:
     opening_terms: frozenset[str]  # of its first 80 characters, where a definition names its subject
     field_terms: frozenset[str]  # of the key when it is a "Key: value" line
     number: bool
+    frequency: bool
     time: bool
     place: bool
     defines: bool
@@ -125,7 +134,8 @@ class UnitFacts:
         return cls(
             frozenset(terms_of(text)), frozenset(terms_of(text[:80])),
             frozenset(terms_of(key.group(1))) if key else frozenset(),
-            bool(_NUMBER.search(text)), bool(_TIME.search(text)), bool(_PLACE.search(text)),
+            bool(_NUMBER.search(text)), bool(_FREQUENCY.search(text)), bool(_TIME.search(text)),
+            bool(_PLACE.search(text)),
             bool(_DEFINES.search(text)),
         )
 
@@ -168,12 +178,14 @@ class Hint:
 
 
 def question_hints(question: str, terms_of: Callable[[str], list[str]], scoring: "Scoring") -> list[Hint]:
-    """What the question's form says a good answer looks like: a number for "how many", a time for
-    "when", the thing named after "which", a definition for "what is X", a "Key: value" line whose key
+    """What the question's form says a good answer looks like: a number for "how many", a frequency for
+    "how often", a time for "when", a place for "where", the thing named after "which", a definition for "what is X", a "Key: value" line whose key
     the question names. Each is a bonus, never a filter."""
     hints = []
     if _ASKS_NUMBER.search(question):
         hints.append(Hint(lambda f: f.number, scoring.type_weight, widens=True))
+    elif _ASKS_FREQUENCY.search(question):
+        hints.append(Hint(lambda f: f.frequency, scoring.type_weight, widens=True))
     elif _ASKS_TIME.search(question):
         hints.append(Hint(lambda f: f.time, scoring.type_weight, widens=True))
     elif _ASKS_PLACE.search(question):

@@ -24,6 +24,8 @@ from .index import IndexData
 RRF_K = 60  # the constant from Cormack et al. (2009); ranks, not scores, are fused
 MODES = ("hybrid", "dense", "bm25")
 _WORD = re.compile(r"[^\W_]{2,}")  # words of two or more letters or digits; "__bold__" is "bold"
+_COMPOUND = re.compile(r"[^\W_]+(?:[-\u2010\u2011][^\W_]+)+")  # "co-ordinated", "e-Parliament"
+_HYPHENS = re.compile(r"[-\u2010\u2011]")
 # Words that frame a question about the documents rather than name what is asked.
 _QUESTION_STOPWORDS = {
     "many", "much", "tell", "give", "please", "know", "like", "would", "could", "also", "us", "say", "says", "said",
@@ -58,7 +60,7 @@ class Lexicon:
         self._stopwords = frozenset(bm25s.stopwords.STOPWORDS_EN_PLUS) | _QUESTION_STOPWORDS
         # Each distinct word is stemmed once; a text becomes term ids by lookups (at 240k texts, stemming
         # every occurrence took 10 s of a 21 s load).
-        tokens = [_WORD.findall(text.lower()) for text in texts]
+        tokens = [_words(text) for text in texts]
         self.words: Counter[str] = Counter(chain.from_iterable(tokens))  # surface words, for spelling correction
         self.vocab: dict[str, int] = {}
         term_id = {w: -1 if w in self._stopwords else self.vocab.setdefault(self._stem(w), len(self.vocab))
@@ -73,7 +75,7 @@ class Lexicon:
         self.bm25.index(corpus_ids, show_progress=False)
 
     def terms(self, text: str) -> list[str]:
-        return [self._stem(w) for w in _WORD.findall(text.lower()) if w not in self._stopwords]
+        return [self._stem(w) for w in _words(text) if w not in self._stopwords]
 
     def idf(self, term: str) -> float:
         """BM25's inverse document frequency; highest for a term the corpus does not contain."""
@@ -119,6 +121,13 @@ class Lexicon:
         if not ids:
             return np.zeros(self.bm25.scores["num_docs"], np.float32)
         return self.bm25.get_scores(ids)
+
+
+def _words(text: str) -> list[str]:
+    """The lower-cased words of text; a hyphenated compound also counts written solid, so that
+    "co-ordinated" meets "coordinates" and "e-Parliament" meets "eParliament"."""
+    low = text.lower()
+    return _WORD.findall(low) + [_HYPHENS.sub("", c) for c in _COMPOUND.findall(low)]
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

@@ -18,6 +18,10 @@ from conftest import DATA, DEV_SET, ROOT
 
 GENERAL_CORPUS = DATA / "general"
 GENERAL_SET = DATA / "general.jsonl"
+# 32 more questions on the seed, written in the second session before they were first run; their
+# misses led to general changes (the frames of "how often", "how old", "which country"; hyphenated
+# compounds), never to per-item rules.
+EXTRA_SET = DATA / "seed-extra.jsonl"
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +56,37 @@ def test_general_corpus_answers_and_abstains(general_bot):
     assert m["false_abstention"] == 0.0
     assert m["abstention"] == 1.0
     assert m["hit@1"] >= 0.7, report.misses()
+
+
+def test_more_seed_questions_answer_and_abstain(seed_bot):
+    report = evaluate(seed_bot, load_items(EXTRA_SET))
+    m = report.metrics()
+    assert m["verbatim"] == 1.0
+    assert m["false_abstention"] <= 0.05, report.misses()
+    assert report.metrics("offtopic")["abstention"] == 1.0
+    assert m["hit@1"] >= 0.75, report.misses()
+
+
+@pytest.mark.parametrize(
+    "question, frame",
+    [
+        ("How often is the World e-Parliament Conference held?", "often"),
+        ("How old is the IPU?", "old"),
+        ("In which country is the IPU located?", "located"),
+        ("What year was it founded?", "year"),
+        ("How many hubs are there?", ""),
+    ],
+)
+def test_words_that_only_frame_the_question_are_not_required(question, frame):
+    from qa.answer import asked_kind
+
+    assert frame in asked_kind(question) if frame else asked_kind(question) == ""
+
+
+def test_a_hyphenated_compound_meets_its_solid_spelling(seed_bot):
+    lexicon = seed_bot.sentence_lexicon
+    assert set(lexicon.terms("Who coordinates the hubs?")) & set(lexicon.terms("Each hub is co-ordinated"))
+    assert "coordin" in lexicon.terms("co-ordinated") and "co" in lexicon.terms("co-ordinated")
 
 
 def test_every_quote_is_verbatim_and_focused(seed_bot):
