@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 TARGETS = {"ask": 3.0, "retrieve": 2.5, "cli": 1.0, "app": 3.0, "rss": 400.0, "recall": 0.98, "p50_100k": 5.0}
+RATIO = 1.5  # warm ask and retrieve, relative to one query encode
 
 
 def _mark(value: float, target: float, higher_is_better: bool = False) -> str:
@@ -21,9 +22,18 @@ def _machine(r: dict) -> str:
 
 def warm(r: dict) -> list[str]:
     t = TARGETS
+    encode = r["encode_onnx"]["median"]
+
+    def target(name: str) -> str:
+        # The issue's targets are absolute, and also "within 1.5x of the fastest single-query encode
+        # measured here": the ratio to the ONNX encode of the same run is what does not depend on the day.
+        median = r[name]["median"]
+        return (f"≤ {t[name]:g} ms: {_mark(median, t[name])}; {median / encode:.2f}× the ONNX encode: "
+                f"{_mark(median / encode, RATIO)} (≤ {RATIO:g}×)")
+
     rows = [
-        ("`bot.ask` (whole answer)", r["ask"], f"≤ {t['ask']:g} ms: {_mark(r['ask']['median'], t['ask'])}"),
-        ("`bot.retrieve` (k=5)", r["retrieve"], f"≤ {t['retrieve']:g} ms: {_mark(r['retrieve']['median'], t['retrieve'])}"),
+        ("`bot.ask` (whole answer)", r["ask"], target("ask")),
+        ("`bot.retrieve` (k=5)", r["retrieve"], target("retrieve")),
         ("query encode, ONNX (`OnnxEmbedder`)", r["encode_onnx"], ""),
         ("query encode, sentence-transformers", r["encode_st"], ""),
         ("`bot.ask` minus its query encoding", r["ask_without_encode"], ""),
