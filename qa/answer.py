@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .chunking import BLANK_LINE, SECTION_SEPARATOR
+from .chunking import BLANK_LINE, SECTION_SEPARATOR, embedding_text
 from .index import IndexData
 
 MAX_QUOTES = 3
@@ -159,6 +159,11 @@ class Units:
     def text(self, row: int) -> str:
         s, e = self.spans[row]
         return self._data.documents[self._data.chunks[int(self._data.sentence_chunk[row])].source].text[s:e]
+
+    def context(self, row: int) -> str:
+        """The unit as the model and the sentence lexicon see it: with its title and section."""
+        chunk = self._data.chunks[int(self._data.sentence_chunk[row])]
+        return embedding_text(chunk.title, chunk.section, self.text(row))
 
     def facts(self, row: int) -> UnitFacts:
         found = self._facts[row]

@@ -15,12 +15,12 @@ from .answer import (
     Answer, Candidate, Scoring, Units, answer_check, asked_kind, question_hints, render, render_refusal,
     score_sentences, select_quotes,
 )
-from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
+from .chunking import ChunkerSettings, unit_spans
 from .conversation import Message, resolve
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
 from .errors import InvalidQuestionError, ModelError, QAError, StaleIndexError
 from .index import IndexData, load_index, read_manifest, staleness
-from .retrieval import Lexicon, Passage, Retriever
+from .retrieval import Passage, Retriever, build_lexicons, load_lexicons
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +57,12 @@ class Bot:
         elif mode == "bm25":
             scoring = replace(scoring, dense_weight=0.0, chunk_weight=0.0)
         self.data, self.encoder, self.scoring = data, encoder, scoring
-        self.retriever = Retriever(data, mode)
         spans = unit_spans(data.chunks, data.documents)
-        # Title and section go with every sentence: what the whole document is about carries no weight.
-        self._unit_texts = sentence_embedding_texts(data.chunks, data.documents, spans)
-        self.sentence_lexicon = Lexicon(self._unit_texts)
+        lexicons = load_lexicons(data.lexicon_dir) if data.lexicon_dir else None
+        if lexicons is None:  # an index from before lexicons were saved, or from another LEXICON_VERSION
+            lexicons = build_lexicons(data.chunks, data.documents, spans)
+        self.retriever = Retriever(data, lexicons["chunks"], mode)
+        self.sentence_lexicon = lexicons["sentences"]
         self.units = Units(data, spans, self.sentence_lexicon.terms)
         self._sections = _sections(data)
 
@@ -124,7 +125,7 @@ class Bot:
         lexicon = self.sentence_lexicon
         frame = set(lexicon.terms(asked_kind(query)))
         terms = [t for t in dict.fromkeys(lexicon.terms(query)) if t not in frame]
-        present = set(lexicon.terms(self._unit_texts[candidates[0].row]))
+        present = set(lexicon.terms(self.units.context(candidates[0].row)))
         missing = [t for t in terms if t not in present]
         total = sum(lexicon.idf(t) for t in terms)
         share = sum(lexicon.idf(t) for t in missing) / total if total else 0.0

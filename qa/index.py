@@ -38,7 +38,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .chunking import (
-    CHUNKER_VERSION, Chunk, ChunkerSettings, chunk_document, embedding_text, sentence_embedding_texts,
+    CHUNKER_VERSION, Chunk, ChunkerSettings, chunk_document, embedding_text, sentence_embedding_texts, unit_spans,
 )
 from .corpus import Corpus, Document, load_corpus, corpus_files, content_hash, file_hash
 from .embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, export_onnx, token_counter
@@ -57,9 +57,9 @@ HNSW_THRESHOLD = 10_000
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 256
 # The only names a build writes; nothing else in the folder is ever deleted.
 _DATA_FILE = re.compile(
-    r"(?:documents|chunks|vectors|sentences)\.[0-9a-f]{12}\.(?:jsonl|faiss|npy)|encoder\.[0-9a-f]{12}"
+    r"(?:documents|chunks|vectors|sentences)\.[0-9a-f]{12}\.(?:jsonl|faiss|npy)|(?:encoder|lexicon)\.[0-9a-f]{12}"
 )
-_TEMP_FILE = re.compile(r"\.(?:documents|chunks|vectors|sentences|encoder|manifest\.json)\..*\.tmp")
+_TEMP_FILE = re.compile(r"\.(?:documents|chunks|vectors|sentences|encoder|lexicon|manifest\.json)\..*\.tmp")
 # What load and staleness read from a manifest: (key, type) at the top level and below "model".
 _MANIFEST_KEYS = {"model": dict, "chunker": dict, "documents": dict, "counts": dict, "files": dict}
 
@@ -95,6 +95,7 @@ class IndexData:
     sentence_vectors: np.ndarray  # (n_sentences, dim), rows in chunk order
     sentence_rows: np.ndarray  # first sentence row of each chunk (n_chunks + 1,)
     encoder_dir: Path | None = None
+    lexicon_dir: Path | None = None  # the BM25 indexes, saved at build (None: an older index; built at load)
     sentence_chunk: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -229,6 +230,31 @@ def _write_jsonl(rows: Sequence[dict]):
     return write
 
 
+def _put_dir(folder: Path, stem: str, write) -> dict:
+    """Write a data folder under a content-hash name (kept if it exists already); its manifest entry."""
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{stem}.", suffix=".tmp"))
+    try:
+        write(tmp)
+        digest = _sha256_tree(tmp)
+        name = f"{stem}.{digest[:12]}"
+        if (folder / name).exists():
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, folder / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"name": name, "sha256": digest}
+
+
+def _save_lexicons(folder: Path, chunks: list[Chunk], documents) -> None:
+    from .retrieval import build_lexicons  # retrieval imports this module
+
+    by_source = {d.source: d for d in documents}
+    for name, lexicon in build_lexicons(chunks, by_source, unit_spans(chunks, by_source)).items():
+        lexicon.save(folder / name)
+
+
 def _faiss_index(vectors: np.ndarray):
     import faiss
 
@@ -346,6 +372,7 @@ def _write_index(
         )),
         "vectors": _put(folder, "vectors", ".faiss", lambda p: faiss.write_index(index, str(p))),
         "sentences": _put(folder, "sentences", ".npy", lambda p: _save_npy(p, sentence_vectors)),
+        "lexicon": _put_dir(folder, "lexicon", lambda p: _save_lexicons(p, chunks, corpus.documents)),
     }
     old = _read_manifest_quietly(folder)
     if query_encoder and isinstance(reference, SentenceTransformerEmbedder):
@@ -413,19 +440,7 @@ def _encoder(folder: Path, reference: SentenceTransformerEmbedder, old: dict | N
         path = folder / entry["name"]
         if path.is_dir() and _sha256_tree(path) == entry["sha256"]:
             return entry
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".encoder.", suffix=".tmp"))
-    try:
-        export_onnx(reference, tmp)
-        digest = _sha256_tree(tmp)
-        name = f"encoder.{digest[:12]}"
-        if (folder / name).exists():
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, folder / name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return {"name": name, "sha256": digest}
+    return _put_dir(folder, "encoder", lambda tmp: export_onnx(reference, tmp))
 
 
 def _collect_garbage(folder: Path, keep: list[dict]) -> None:
@@ -497,4 +512,13 @@ def load_index(index_dir: str | Path = "index", verify: bool = True) -> IndexDat
     entry = entry if isinstance(entry, dict) and isinstance(entry.get("name"), str) else None
     if entry and (folder / entry["name"]).is_dir():
         encoder_dir = folder / entry["name"]
-    return IndexData(folder, manifest, documents, chunks, vectors, sentence_vectors, np.array(rows), encoder_dir)
+    lexicon_dir = None
+    entry = files.get("lexicon")
+    if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+        lexicon_dir = folder / entry["name"]
+        if not lexicon_dir.is_dir():
+            raise IndexCorruptError(f"{lexicon_dir} is missing — {fix}")
+        if verify and _sha256_tree(lexicon_dir) != entry.get("sha256"):
+            raise IndexCorruptError(f"{lexicon_dir} does not match its manifest (damaged?) — {fix}")
+    return IndexData(folder, manifest, documents, chunks, vectors, sentence_vectors, np.array(rows), encoder_dir,
+                     lexicon_dir)

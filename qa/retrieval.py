@@ -8,17 +8,19 @@ against each other. `python -m qa eval --mode dense|bm25|hybrid` compares them.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
 from collections import Counter
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .chunking import Chunk
+from .chunking import Chunk, Span, sentence_embedding_texts
 from .index import IndexData
 
 RRF_K = 60  # the constant from Cormack et al. (2009); ranks, not scores, are fused
@@ -33,6 +35,10 @@ _QUESTION_STOPWORDS = {
     "explains", "anything", "something", "more",
 }
 MIN_CORRECTABLE = 5  # shorter words have too many neighbours one edit away
+# Bump when what a text's terms are changes (_words, the stopwords, the stemmer): lexicons saved in
+# an index by another version are then rebuilt at load instead of read.
+LEXICON_VERSION = 1
+_LEXICON_FILE = "lexicon.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +57,8 @@ class Lexicon:
 
     def __init__(self, texts: Sequence[str]):
         import bm25s
-        import Stemmer
 
-        # bm25s sets its own logger to DEBUG at import; a library should not talk unless asked.
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
-
-        self._stem = Stemmer.Stemmer("english").stemWord
-        self._stopwords = frozenset(bm25s.stopwords.STOPWORDS_EN_PLUS) | _QUESTION_STOPWORDS
+        self._setup()
         # Each distinct word is stemmed once; a text becomes term ids by lookups (at 240k texts, stemming
         # every occurrence took 10 s of a 21 s load).
         tokens = [_words(text) for text in texts]
@@ -70,9 +71,46 @@ class Lexicon:
         df = np.bincount(np.fromiter(chain.from_iterable(map(set, corpus_ids)), np.int64), minlength=len(self.vocab))
         self.df: dict[str, int] = dict(zip(self.vocab, df.tolist()))
         self.size = len(corpus_ids)
-        self._letters = "".join(sorted({c for w in self.words for c in w if c.isalpha()}))
+        self._letters = _letters(self.words)
         self.bm25 = bm25s.BM25()
-        self.bm25.index(corpus_ids, show_progress=False)
+        # Handing bm25s our vocabulary (a copy: it adds to it) keeps its own string-keyed, so it can save it.
+        self.bm25.index(bm25s.tokenization.Tokenized(ids=corpus_ids, vocab=dict(self.vocab)), show_progress=False)
+
+    def _setup(self) -> None:
+        import bm25s
+        import Stemmer
+
+        # bm25s sets its own logger to DEBUG at import; a library should not talk unless asked.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
+        self._stem = Stemmer.Stemmer("english").stemWord
+        self._stopwords = frozenset(bm25s.stopwords.STOPWORDS_EN_PLUS) | _QUESTION_STOPWORDS
+
+    def save(self, folder: Path) -> None:
+        """Write the lexicon into folder: bm25s's own files (arrays as .npy, no pickle) and ours."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.bm25.save(str(folder), show_progress=False)
+        terms = list(self.vocab)
+        state = {"version": LEXICON_VERSION, "size": self.size, "terms": terms, "df": [self.df[t] for t in terms],
+                 "words": list(self.words), "counts": list(self.words.values())}
+        (folder / _LEXICON_FILE).write_text(json.dumps(state, ensure_ascii=False), "utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> "Lexicon | None":
+        """A lexicon saved by save(); None when another LEXICON_VERSION saved it."""
+        import bm25s
+
+        state = json.loads((folder / _LEXICON_FILE).read_text("utf-8"))
+        if state.get("version") != LEXICON_VERSION:
+            return None
+        self = cls.__new__(cls)
+        self._setup()
+        self.vocab = {t: i for i, t in enumerate(state["terms"])}
+        self.df = dict(zip(state["terms"], state["df"]))
+        self.words = Counter(dict(zip(state["words"], state["counts"])))
+        self.size = state["size"]
+        self._letters = _letters(self.words)
+        self.bm25 = bm25s.BM25.load(str(folder), show_progress=False)
+        return self
 
     def terms(self, text: str) -> list[str]:
         return [self._stem(w) for w in _words(text) if w not in self._stopwords]
@@ -123,6 +161,31 @@ class Lexicon:
         return self.bm25.get_scores(ids)
 
 
+def _letters(words) -> str:
+    return "".join(sorted({c for w in words for c in w if c.isalpha()}))
+
+
+# The two BM25 indexes of a bot: over chunks (to rank them beside the dense search) and over
+# sentence units (to score the sentences of the best chunks). Both are saved in the index at build.
+LEXICONS = ("chunks", "sentences")
+
+
+def lexicon_texts(chunks: Sequence[Chunk], documents: dict, units: Sequence[Span]) -> dict[str, list[str]]:
+    """What each lexicon indexes: a chunk with its title and section; a sentence unit as the model sees it."""
+    return {"chunks": [f"{c.title} {c.section} {c.text}" for c in chunks],
+            "sentences": sentence_embedding_texts(chunks, documents, units)}
+
+
+def build_lexicons(chunks: Sequence[Chunk], documents: dict, units: Sequence[Span]) -> dict[str, Lexicon]:
+    return {name: Lexicon(texts) for name, texts in lexicon_texts(chunks, documents, units).items()}
+
+
+def load_lexicons(folder: Path) -> dict[str, Lexicon] | None:
+    """The lexicons saved in folder, or None when they must be rebuilt (another LEXICON_VERSION)."""
+    found = {name: Lexicon.load(folder / name) for name in LEXICONS}
+    return None if any(lex is None for lex in found.values()) else found
+
+
 def _words(text: str) -> list[str]:
     """The lower-cased words of text; a hyphenated compound also counts written solid, so that
     "co-ordinated" meets "coordinates" and "e-Parliament" meets "eParliament"."""
@@ -156,11 +219,10 @@ def rrf(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> dict[int, float]:
 class Retriever:
     """Ranks the chunks of one loaded index for a query vector and its terms."""
 
-    def __init__(self, data: IndexData, mode: str = "hybrid"):
+    def __init__(self, data: IndexData, lexicon: Lexicon, mode: str = "hybrid"):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-        self.data, self.mode = data, mode
-        self.lexicon = Lexicon([f"{c.title} {c.section} {c.text}" for c in data.chunks])
+        self.data, self.lexicon, self.mode = data, lexicon, mode
 
     def dense(self, qvec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(chunk numbers, cosine scores) of the k nearest chunks."""

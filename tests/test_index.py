@@ -127,6 +127,45 @@ def test_records_are_json_lines_and_arrays_without_pickle(seed_index):
     vectors = np.load(seed_index / files["sentences"]["name"], allow_pickle=False)
     assert vectors.shape == (manifest["counts"]["sentences"], 384) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    lexicon = seed_index / files["lexicon"]["name"]
+    assert {p.suffix for p in lexicon.rglob("*") if p.is_file()} == {".json", ".npy"}
+    for p in lexicon.rglob("*.npy"):
+        np.load(p, allow_pickle=False)
+
+
+def test_saved_lexicons_are_the_ones_a_load_would_build(seed_bot):
+    """BM25 indexes are saved at build and read at load (seconds at 100k chunks, not 15); same result."""
+    from qa.chunking import unit_spans
+    from qa.retrieval import build_lexicons
+
+    assert seed_bot.data.lexicon_dir is not None
+    built = build_lexicons(seed_bot.data.chunks, seed_bot.data.documents, unit_spans(seed_bot.data.chunks,
+                                                                                      seed_bot.data.documents))
+    for name, loaded in (("chunks", seed_bot.retriever.lexicon), ("sentences", seed_bot.sentence_lexicon)):
+        fresh = built[name]
+        assert (loaded.vocab, loaded.df, loaded.words, loaded.size) == (fresh.vocab, fresh.df, fresh.words, fresh.size)
+        for question in ["How many member parliaments does the IPU have?", "co-ordinated hubs", "adress"]:
+            terms = fresh.terms(question)
+            np.testing.assert_allclose(loaded.scores(terms), fresh.scores(terms), rtol=1e-6)
+            assert loaded.correct(question) == fresh.correct(question)
+
+
+def test_an_index_without_saved_lexicons_still_loads_and_answers(seed_index, seed_bot, tmp_path, monkeypatch):
+    """Indexes written before lexicons were saved, or by another LEXICON_VERSION, build them at load."""
+    import qa.retrieval
+
+    older = tmp_path / "older"
+    shutil.copytree(seed_index, older)
+    manifest = read_manifest(older)
+    del manifest["files"]["lexicon"]
+    (older / MANIFEST).write_text(json.dumps(manifest), "utf-8")
+    question = "Who publishes the World e-Parliament Report?"
+    expected = seed_bot.ask(question).text
+    bot = qa.load(older)
+    assert bot.data.lexicon_dir is None and bot.ask(question).text == expected
+    monkeypatch.setattr(qa.retrieval, "LEXICON_VERSION", qa.retrieval.LEXICON_VERSION + 1)
+    assert qa.retrieval.load_lexicons(seed_bot.data.lexicon_dir) is None
+    assert qa.load(seed_index).ask(question).text == expected
 
 
 # --- known answers on the seed ---------------------------------------------------------------------
@@ -305,6 +344,18 @@ def test_damaged_data_file_is_a_clear_error(small_copy):
     chunks = index / read_manifest(index)["files"]["chunks"]["name"]
     chunks.write_text(chunks.read_text("utf-8").replace("Émile Roux", "Emile Roux"), "utf-8")
     with pytest.raises(qa.IndexCorruptError, match="does not match its manifest"):
+        qa.load(index, corpus_dir=corpus)
+
+
+def test_damaged_or_missing_lexicon_is_a_clear_error(small_copy):
+    corpus, index = small_copy
+    lexicon = index / read_manifest(index)["files"]["lexicon"]["name"]
+    state = lexicon / "sentences" / "lexicon.json"
+    state.write_text(state.read_text("utf-8").replace('"size": ', '"size": 1'), "utf-8")
+    with pytest.raises(qa.IndexCorruptError, match="does not match its manifest"):
+        qa.load(index, corpus_dir=corpus)
+    shutil.rmtree(lexicon)
+    with pytest.raises(qa.IndexCorruptError, match="is missing"):
         qa.load(index, corpus_dir=corpus)
 
 
