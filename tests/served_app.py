@@ -2,7 +2,7 @@
 
 `serve()` runs app.py in a subprocess in a chosen working folder, with the environment a user has and
 (by default) a guard that records every non-loopback connection or name lookup the server attempts
-(GUARD, loaded as sitecustomize.py). `ChatPage` is a Chromium tab on it, driven by Playwright; the
+(netguard.py, installed by a sitecustomize.py). `ChatPage` is a Chromium tab on it, driven by Playwright; the
 `browser` fixture in conftest.py launches Debian's Chromium (never `playwright install`: it downloads
 browsers).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,69 +25,12 @@ from typing import Iterator
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 180  # a hang guard, not a timing: a stale index is rebuilt before the server starts
 
-GUARD = '''\
-"""Network guard for tests: refuse and record every non-loopback connection or name lookup."""
-import errno, ipaddress, os, socket
-
-_LOG = os.environ.get("QA_NET_GUARD_LOG")
-_connect, _connect_ex, _getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
-
-
-def _local(host):
-    if host in (None, "", "localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _numeric(host):
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
-
-
-def _record(what):
-    if _LOG:
-        with open(_LOG, "a") as f:
-            f.write(f"{os.getpid()} {what!r}\\n")
-
-
-def connect(self, address):
-    if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(address[0]):
-        _record(address)
-        raise OSError(errno.ENETUNREACH, f"network guard: no connection to {address}")
-    return _connect(self, address)
-
-
-def connect_ex(self, address):
-    if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(address[0]):
-        _record(address)
-        return errno.ENETUNREACH
-    return _connect_ex(self, address)
-
-
-def getaddrinfo(host, *args, **kwargs):
-    name = host.decode() if isinstance(host, bytes) else host
-    if not (_local(name) or _numeric(name)):  # a numeric address needs no lookup; connect decides
-        _record(name)
-        raise socket.gaierror(socket.EAI_NONAME, f"network guard: no lookup of {name}")
-    return _getaddrinfo(host, *args, **kwargs)
-
-
-socket.socket.connect = connect
-socket.socket.connect_ex = connect_ex
-socket.getaddrinfo = getaddrinfo
-'''
-
-
 def write_guard(folder: Path) -> Path:
-    """A folder holding the guard as sitecustomize.py: put it first on PYTHONPATH."""
+    """A folder holding the network guard (netguard.py) and a sitecustomize.py that installs it at
+    interpreter start: put the folder first on PYTHONPATH."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sitecustomize.py").write_text(GUARD, "utf-8")
+    shutil.copyfile(Path(__file__).with_name("netguard.py"), folder / "netguard.py")
+    (folder / "sitecustomize.py").write_text("import netguard\n\nnetguard.install()\n", "utf-8")
     return folder
 
 

@@ -9,8 +9,6 @@ the library builds, loads and answers.
 
 from __future__ import annotations
 
-import errno
-import ipaddress
 import json
 import os
 import shutil
@@ -23,6 +21,7 @@ import pytest
 import qa
 
 from conftest import ROOT, SEED_FILE
+from netguard import guards
 
 ADDRESS_QUESTION = "What is the address of the Inter-Parliamentary Union?"
 
@@ -68,47 +67,8 @@ def test_command_line_builds_and_answers_without_a_network(tmp_path):
 def connections(monkeypatch) -> list:
     """Every non-local connection or name lookup attempted while the fixture is active (each one fails)."""
     attempts: list = []
-    connect, connect_ex, getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
-
-    def local(host) -> bool:
-        if host in (None, "", "localhost"):
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
-
-    def numeric(host) -> bool:
-        try:
-            ipaddress.ip_address(host)
-            return True
-        except ValueError:
-            return False
-
-    def refuse(address) -> OSError:
-        attempts.append(address)
-        return OSError(errno.ENETUNREACH, f"the test forbids connecting to {address}")
-
-    def guarded_connect(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6) and not local(address[0]):
-            raise refuse(address)
-        return connect(self, address)
-
-    def guarded_connect_ex(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6) and not local(address[0]):
-            refuse(address)
-            return errno.ENETUNREACH
-        return connect_ex(self, address)
-
-    def guarded_getaddrinfo(host, *args, **kwargs):
-        if not (local(host) or numeric(host)):  # a numeric address needs no lookup; connect decides
-            attempts.append(host)
-            raise socket.gaierror(socket.EAI_NONAME, f"the test forbids looking up {host}")
-        return getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
-    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    for name, guarded in guards(attempts.append).items():
+        monkeypatch.setattr(socket.socket if name.startswith("connect") else socket, name, guarded)
 
     # The guard itself works: an outside address is refused and recorded.
     with pytest.raises(OSError):
