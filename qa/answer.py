@@ -94,8 +94,9 @@ PLACE_FRAME = "based located situated headquartered seated"
 _ASKS_KIND = re.compile(r"\b(?:what|which) (?!(?:is|are|was|were|does|do|did|can|could|has|have|had|will|would|"
                         r"should|the|a|an|kind|type|sort|of|about|if|else)\b)([a-z]+)", re.I)
 # "how often", "how old": the word after "how" names the kind of answer, not what it is about.
-_ASKS_DEGREE = re.compile(r"\bhow (?!(?:is|are|was|were|does|do|did|can|could|should|would|will|has|have|had|to|"
-                          r"many|much|the|a|an)\b)([a-z]+)", re.I)
+# Only these: in "explain how encryption works" the word after "how" is the subject.
+_ASKS_DEGREE = re.compile(r"\bhow (often|frequently|old|long|far|big|large|small|tall|high|wide|soon|early|late|"
+                          r"recently)\b", re.I)
 _ASKS_DEFINITION = re.compile(
     r"^\W*(?:(?:what|who)(?: exactly)? (?:is|are|was|were)|tell me about|describe|explain|what does) (.+?)(?: mean)?\W*$",
     re.I,

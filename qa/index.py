@@ -236,15 +236,21 @@ def _put_dir(folder: Path, stem: str, write) -> dict:
     try:
         write(tmp)
         digest = _sha256_tree(tmp)
-        name = f"{stem}.{digest[:12]}"
-        if (folder / name).exists():
-            shutil.rmtree(tmp)
+        for path in tmp.rglob("*"):
+            if path.is_file():
+                with open(path, "rb") as f:
+                    os.fsync(f.fileno())
+        target = folder / f"{stem}.{digest[:12]}"
+        if target.is_dir() and _sha256_tree(target) == digest:
+            shutil.rmtree(tmp)  # the same content is there already
         else:
-            os.replace(tmp, folder / name)
+            if target.exists():  # a damaged copy under this name: a rebuild is how it gets repaired
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {"name": name, "sha256": digest}
+    return {"name": target.name, "sha256": digest}
 
 
 def _save_lexicons(folder: Path, chunks: list[Chunk], documents) -> None:
@@ -272,7 +278,7 @@ def _faiss_index(vectors: np.ndarray):
 def _previous_vectors(folder: Path, model: str) -> dict[str, np.ndarray]:
     """Vectors of the current index keyed by embedding-text hash, for reuse; {} if unusable."""
     try:
-        data = load_index(folder, verify=True)
+        data = load_index(folder, verify=True, lexicon=False)  # a damaged lexicon does not spoil the vectors
     except Exception as e:  # a broken old index is simply not reused
         if not isinstance(e, IndexNotFoundError):
             logger.info("not reusing vectors from %s: %s", folder, e)
@@ -300,7 +306,7 @@ def _tokens_of(model: str):
     tokenizer, such as a test's stand-in."""
     try:
         return token_counter(model)
-    except (ModelError, OSError):
+    except Exception:  # ModelError, or tokenizers' bare Exception for a folder without tokenizer.json
         return None
 
 
@@ -462,8 +468,11 @@ def _json_lines(path: Path) -> list[str]:
     return [line for line in path.read_text("utf-8").split("\n") if line.strip()]
 
 
-def load_index(index_dir: str | Path = "index", verify: bool = True) -> IndexData:
-    """Load and verify an index: every file's hash is checked before it is parsed."""
+def load_index(index_dir: str | Path = "index", verify: bool = True, lexicon: bool = True) -> IndexData:
+    """Load and verify an index: every file's hash is checked before it is parsed.
+
+    lexicon=False leaves out the saved BM25 indexes (lexicon_dir is then None).
+    """
     import faiss
 
     folder = Path(index_dir)
@@ -514,7 +523,7 @@ def load_index(index_dir: str | Path = "index", verify: bool = True) -> IndexDat
         encoder_dir = folder / entry["name"]
     lexicon_dir = None
     entry = files.get("lexicon")
-    if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+    if lexicon and isinstance(entry, dict) and isinstance(entry.get("name"), str):
         lexicon_dir = folder / entry["name"]
         if not lexicon_dir.is_dir():
             raise IndexCorruptError(f"{lexicon_dir} is missing — {fix}")

@@ -8,6 +8,7 @@ against each other. `python -m qa eval --mode dense|bm25|hybrid` compares them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -85,25 +86,33 @@ class Lexicon:
         self._stem = Stemmer.Stemmer("english").stemWord
         self._stopwords = frozenset(bm25s.stopwords.STOPWORDS_EN_PLUS) | _QUESTION_STOPWORDS
 
+    def _fingerprint(self) -> str:
+        """What the saved terms depend on besides the texts: our rules, the stemmer, the stopwords."""
+        from importlib.metadata import version
+
+        words = hashlib.sha256(" ".join(sorted(self._stopwords)).encode()).hexdigest()[:12]
+        return f"{LEXICON_VERSION}/PyStemmer-{version('PyStemmer')}/stopwords-{words}"
+
     def save(self, folder: Path) -> None:
         """Write the lexicon into folder: bm25s's own files (arrays as .npy, no pickle) and ours."""
         folder.mkdir(parents=True, exist_ok=True)
         self.bm25.save(str(folder), show_progress=False)
         terms = list(self.vocab)
-        state = {"version": LEXICON_VERSION, "size": self.size, "terms": terms, "df": [self.df[t] for t in terms],
+        state = {"version": self._fingerprint(), "size": self.size, "terms": terms, "df": [self.df[t] for t in terms],
                  "words": list(self.words), "counts": list(self.words.values())}
         (folder / _LEXICON_FILE).write_text(json.dumps(state, ensure_ascii=False), "utf-8")
 
     @classmethod
     def load(cls, folder: Path) -> "Lexicon | None":
-        """A lexicon saved by save(); None when another LEXICON_VERSION saved it."""
+        """A lexicon saved by save(); None when it was saved under other rules (LEXICON_VERSION, stemmer
+        or stopwords): its terms would no longer be the ones a question is turned into."""
         import bm25s
 
         state = json.loads((folder / _LEXICON_FILE).read_text("utf-8"))
-        if state.get("version") != LEXICON_VERSION:
-            return None
         self = cls.__new__(cls)
         self._setup()
+        if state.get("version") != self._fingerprint():
+            return None
         self.vocab = {t: i for i, t in enumerate(state["terms"])}
         self.df = dict(zip(state["terms"], state["df"]))
         self.words = Counter(dict(zip(state["words"], state["counts"])))

@@ -344,14 +344,15 @@ class _NoStubWriting(importlib.abc.MetaPathFinder):
 
 
 def import_gradio():
-    """`import gradio`, without its stub writing (see _NoStubWriting); the module."""
+    """`import gradio`, without its stub writing (see _NoStubWriting); the module.
+
+    The finder stays installed: removing it while another thread imports could make that thread's
+    import skip a finder. It answers for one module name only and costs nothing otherwise.
+    """
     if "gradio" not in sys.modules:
-        finder = _NoStubWriting()
-        sys.meta_path.insert(0, finder)
-        try:
-            import gradio  # noqa: F401
-        finally:
-            sys.meta_path.remove(finder)
+        if not any(isinstance(f, _NoStubWriting) for f in sys.meta_path):
+            sys.meta_path.insert(0, _NoStubWriting())
+        import gradio  # noqa: F401
     return sys.modules["gradio"]
 
 

@@ -354,6 +354,11 @@ def test_damaged_or_missing_lexicon_is_a_clear_error(small_copy):
     state.write_text(state.read_text("utf-8").replace('"size": ', '"size": 1'), "utf-8")
     with pytest.raises(qa.IndexCorruptError, match="does not match its manifest"):
         qa.load(index, corpus_dir=corpus)
+    # the fix the error names repairs it, reusing every vector (the lexicon is rebuilt under its own name)
+    report = build_index(corpus_dir=corpus, index_dir=index, query_encoder=False)
+    assert report.embedded == 0 and report.reused > 0
+    assert qa.load(index, corpus_dir=corpus).ask("How many member parliaments does the IPU have?").quotes
+    lexicon = index / read_manifest(index)["files"]["lexicon"]["name"]
     shutil.rmtree(lexicon)
     with pytest.raises(qa.IndexCorruptError, match="is missing"):
         qa.load(index, corpus_dir=corpus)
