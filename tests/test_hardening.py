@@ -223,8 +223,10 @@ def test_app_over_its_queue_says_busy_and_keeps_serving(app):
         except QueueError as e:  # gradio_client's error for HTTP 503
             outcomes.append(e)
     full = [o for o in outcomes if isinstance(o, QueueError)]
-    assert full and all("Queue is full" in str(e) for e in full)
-    assert all("179 national member parliaments" in o for o in outcomes if isinstance(o, str))
+    answered = [o for o in outcomes if isinstance(o, str)]
+    assert full and all("Queue is full" in str(e) for e in full), f"{len(full)} refused, {len(answered)} answered"
+    odd = [o for o in answered if "179 national member parliaments" not in o]
+    assert not odd, f"{len(odd)} of {len(answered)} replies without the answer, e.g. {odd[0][:300]!r}"
     assert status(app.url) == 200
     _check_reply(make_client(app.url).predict(ANSWERABLE, [], api_name="/chat"), "179")
     assert "Traceback" not in app.output()
