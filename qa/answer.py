@@ -84,6 +84,12 @@ _TIME = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b|\bago\b|\b(?:January|Februar
 _FREQUENCY = re.compile(r"\b(?:(?:bi|semi-?)?annual(?:ly)?|bienni(?:al|ally)|daily|weekly|monthly|quarterly|yearly|"
                         r"every|once|twice|thrice|times (?:a|per|each)|per (?:year|month|week|day))\b", re.I)
 _ASKS_NUMBER = re.compile(r"\bhow (?:many|much)\b", re.I)
+# What "how many" counts: the words up to the verb ("how many member parliaments does it have"), give or
+# take a verb the list misses ("how many staff work at…": any of the words may be the counted one).
+_COUNTED = re.compile(r"\bhow many (?:(?:are|were|is|was)\s+)?((?:(?!(?:are|is|was|were|do|does|did|have|has|had|can|could|will|would|should|"
+                      r"exist|exists|existed|there)\b)[^\W_][\w'-]*\s*){1,4})", re.I)
+_TOKEN = re.compile(r"[^\W_]+(?:[.,'’-][^\W_]+)*")
+COUNT_WINDOW = 6  # words after a number that it may be counting ("eight regional and thematic parliamentary hubs")
 _ASKS_FREQUENCY = re.compile(r"\bhow (?:often|frequently)\b", re.I)
 _ASKS_TIME = re.compile(r"^\W*when\b|\bhow old\b|\b(?:what|which) (?:year|date|month|day|decade|century)\b", re.I)
 _ASKS_PLACE = re.compile(r"^\W*where\b|\b(?:what|which) (?:country|city|town|place|location|region|continent)\b",
@@ -123,6 +129,7 @@ class UnitFacts:
     terms: frozenset[str]
     opening_terms: frozenset[str]  # of its first 80 characters, where a definition names its subject
     field_terms: frozenset[str]  # of the key when it is a "Key: value" line
+    counted_terms: frozenset[str]  # of the few words after each number: what it may count
     number: bool
     frequency: bool
     time: bool
@@ -132,9 +139,12 @@ class UnitFacts:
     @classmethod
     def of(cls, text: str, terms_of: Callable[[str], list[str]]) -> "UnitFacts":
         key = _FIELD.match(text)
+        words = _TOKEN.findall(text)
+        counted = [t for i, w in enumerate(words) if _NUMBER.search(w)
+                   for t in terms_of(" ".join(words[i + 1 : i + 1 + COUNT_WINDOW]))]
         return cls(
             frozenset(terms_of(text)), frozenset(terms_of(text[:80])),
-            frozenset(terms_of(key.group(1))) if key else frozenset(),
+            frozenset(terms_of(key.group(1))) if key else frozenset(), frozenset(counted),
             bool(_NUMBER.search(text)), bool(_FREQUENCY.search(text)), bool(_TIME.search(text)),
             bool(_PLACE.search(text)),
             bool(_DEFINES.search(text)),
@@ -190,6 +200,9 @@ def question_hints(question: str, terms_of: Callable[[str], list[str]], scoring:
     hints = []
     if _ASKS_NUMBER.search(question):
         hints.append(Hint(lambda f: f.number, scoring.type_weight, widens=True))
+        if (counted := _COUNTED.search(question)) and (thing := frozenset(terms_of(counted.group(1)))):
+            # a number counting what is asked ("179 national member parliaments") beats any number
+            hints.append(Hint(lambda f: not f.counted_terms.isdisjoint(thing), scoring.type_weight))
     elif _ASKS_FREQUENCY.search(question):
         hints.append(Hint(lambda f: f.frequency, scoring.type_weight, widens=True))
     elif _ASKS_TIME.search(question):

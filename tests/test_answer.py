@@ -91,6 +91,18 @@ def test_a_how_question_about_something_else_abstains(seed_bot, question):
     assert seed_bot.ask(question).abstained
 
 
+def test_how_many_prefers_the_number_that_counts_the_thing_asked(seed_bot):
+    from qa.answer import UnitFacts
+
+    terms = seed_bot.sentence_lexicon.terms
+    facts = UnitFacts.of("As of August 2020, eight regional and thematic parliamentary hubs are operating.", terms)
+    assert "hub" in facts.counted_terms and facts.number
+    facts = UnitFacts.of("Each hub works on remote working methods during COVID-19.", terms)
+    assert facts.number and "hub" not in facts.counted_terms
+    answer = seed_bot.ask("How many parliamentary hubs are there?")
+    assert "eight regional and thematic parliamentary hubs" in answer.quotes[0].text
+
+
 def test_a_hyphenated_compound_meets_its_solid_spelling(seed_bot):
     lexicon = seed_bot.sentence_lexicon
     assert set(lexicon.terms("Who coordinates the hubs?")) & set(lexicon.terms("Each hub is co-ordinated"))
