@@ -115,8 +115,9 @@ class Bot:
 
         The similarity of the best sentence, discounted by the share of the question's information
         (IDF-weighted terms) that the top sentence lacks, unless those missing words mean what the
-        sentence says anyway ("free speech" ~ "freedom of expression"). Words that only name the
-        kind of answer ("what year", "where is it based") are not required. Once the support is
+        sentence says anyway ("free speech" ~ "freedom of expression"); a missing name ("on a
+        Raspberry Pi", "in 2019") is never excused that way. Words that only name the kind of answer
+        ("what year", "where is it based") are not required. Once the support is
         known to reach `enough`, the missing words are not encoded (that costs a model call).
         """
         if not candidates:
@@ -128,16 +129,30 @@ class Bot:
         present = set(lexicon.terms(self.units.context(candidates[0].row)))
         missing = [t for t in terms if t not in present]
         total = sum(lexicon.idf(t) for t in terms)
-        share = sum(lexicon.idf(t) for t in missing) / total if total else 0.0
-        if not missing or (enough is not None and best * (1 - share) >= enough):
-            return best * (1 - share)
-        words = " ".join(w for w in _WORDS.findall(query) if (t := lexicon.terms(w)) and t[0] in missing)
+        if not missing or not total:
+            return best
+        # A missing name ("Raspberry Pi", "2019") has no paraphrase to be rescued by; other words may.
+        names = {t for i, w in enumerate(_WORDS.findall(query)) if _looks_like_a_name(w, first=i == 0)
+                 for t in lexicon.terms(w)}
+        unnamed = [t for t in missing if t not in names]
+        share_names = sum(lexicon.idf(t) for t in missing if t in names) / total
+        share_words = sum(lexicon.idf(t) for t in unnamed) / total
+        support = best * (1 - share_names - share_words)
+        if not unnamed or (enough is not None and support >= enough):
+            return support
+        words = " ".join(w for w in _WORDS.findall(query) if (t := lexicon.terms(w)) and t[0] in unnamed)
         coverage = max(0.0, float(self.data.sentence_vectors[candidates[0].row] @ self.encode(words)))
-        return best * (1 - share * (1 - coverage))
+        return best * (1 - share_names - share_words * (1 - coverage))
 
     def suggestions(self, n: int = 5) -> list[str]:
         """Section names to offer when the bot cannot answer."""
         return self._sections[:n]
+
+
+def _looks_like_a_name(word: str, first: bool) -> bool:
+    """Capitalised inside the question, or holding a digit: "Raspberry", "2019". Not an acronym: the
+    documents often call themselves "this License" where the question says "GPL"."""
+    return any(c.isdigit() for c in word) or (not first and word[0].isupper() and not word.isupper())
 
 
 def _sections(data: IndexData) -> list[str]:

@@ -22,6 +22,9 @@ GENERAL_SET = DATA / "general.jsonl"
 # misses led to general changes (the frames of "how often", "how old", "which country"; hyphenated
 # compounds), never to per-item rules.
 EXTRA_SET = DATA / "seed-extra.jsonl"
+# 18 more on the second corpus, written the same way; its one miss that led to a change: a question
+# naming something the corpus never mentions ("on a Raspberry Pi") was answered.
+GENERAL_EXTRA_SET = DATA / "general-extra.jsonl"
 
 
 @pytest.fixture(scope="session")
@@ -107,6 +110,19 @@ def test_a_hyphenated_compound_meets_its_solid_spelling(seed_bot):
     lexicon = seed_bot.sentence_lexicon
     assert set(lexicon.terms("Who coordinates the hubs?")) & set(lexicon.terms("Each hub is co-ordinated"))
     assert "coordin" in lexicon.terms("co-ordinated") and "co" in lexicon.terms("co-ordinated")
+
+
+def test_more_general_questions_answer_and_abstain(general_bot):
+    report = evaluate(general_bot, load_items(GENERAL_EXTRA_SET))
+    m = report.metrics()
+    assert m["verbatim"] == 1.0 and m["hit@1"] >= 0.8, report.misses()
+    assert m["false_abstention"] <= 0.1 and m["abstention"] >= 0.6, report.misses()
+
+
+@pytest.mark.parametrize("question", ["How fast does zstd compress on a Raspberry Pi?",
+                                      "What does the GPL say about the Apple App Store?"])
+def test_a_name_the_corpus_never_mentions_is_not_paraphrased_away(general_bot, question):
+    assert general_bot.ask(question).abstained
 
 
 def test_every_quote_is_verbatim_and_focused(seed_bot):
