@@ -56,3 +56,28 @@ def test_topic_prefers_the_longest_name():
     assert topic_of("Tell me about the Committee on Democracy and Human Rights.") == \
         "the Committee on Democracy and Human Rights"
     assert topic_of("What is the tallest mountain?") == "tallest mountain"
+
+
+def test_a_follow_up_keeps_the_topic_it_carried():
+    turns = history("What are the parliamentary hubs?", "Who coordinates them?")
+    assert resolve("What did they work on during COVID-19?", turns).query == \
+        "What did parliamentary hubs work on during COVID-19?"
+    turns = history("What is the World e-Parliament Report?", "What about the World e-Parliament Conference?")
+    assert resolve("How often is it held?", turns).query == "How often is the World e-Parliament Conference held?"
+
+
+def test_a_bare_question_word_asks_the_earlier_question_again():
+    turns = history("What resolution did the IPU adopt?")
+    assert resolve("When?", turns).query == "When resolution did the IPU adopt?"
+
+
+def test_each_earlier_turn_is_resolved_once(monkeypatch):
+    """A long conversation costs one resolution per turn (it used to grow exponentially: minutes at 25 turns)."""
+    import qa.conversation as conversation
+
+    calls = []
+    original = conversation._resolve
+    monkeypatch.setattr(conversation, "_resolve", lambda *args: calls.append(args) or original(*args))
+    turns = history(*[f"What is the World e-Parliament Report number {i}?" for i in range(30)])
+    assert resolve("Who publishes it?", turns).query == "Who publishes the World e-Parliament Report?"
+    assert len(calls) == 31
