@@ -282,3 +282,11 @@ def test_cli_eval_prints_metrics_and_errors_are_one_line(seed_index, tmp_path):
     missing = _run("-m", "qa", "ask", "hello?", "--index", str(tmp_path / "nowhere"))
     assert missing.returncode == 1
     assert missing.stderr.strip().count("\n") == 0 and "python -m qa build" in missing.stderr
+
+
+def test_a_word_longer_than_any_in_the_corpus_is_not_spell_corrected(seed_bot, monkeypatch):
+    """One edit cannot reach a corpus word from a 2,000-letter word; generating its ~100k variants took 0.4 s."""
+    lexicon = seed_bot.retriever.lexicon
+    monkeypatch.setattr(lexicon, "_nearest", lambda word: pytest.fail(f"looked up {word[:20]}…"))
+    assert lexicon.correct("x" * 1999) == "x" * 1999
+    assert seed_bot.ask("é" * 1999).abstained
