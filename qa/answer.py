@@ -79,7 +79,7 @@ class Candidate:
 # What a question asks for, when its form says so: a number, a time, or a named kind of thing.
 _NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
                      r"forty|fifty|hundred|thousand|million|billion|dozen|several)\b", re.I)
-_TIME = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b|\bago\b|\b(?:January|February|March|April|May|June|July|"
+_TIME = re.compile(r"(?<![\d,.-])\b(?:1[0-9]{3}|20[0-9]{2})s?\b(?![,.]?\d)|\bago\b|\b(?:January|February|March|April|May|June|July|"
                    r"August|September|October|November|December|century|decade)\b", re.I)
 _FREQUENCY = re.compile(r"\b(?:(?:bi|semi-?)?annual(?:ly)?|bienni(?:al|ally)|daily|weekly|monthly|quarterly|yearly|"
                         r"every|once|twice|thrice|times (?:a|per|each)|per (?:year|month|week|day))\b", re.I)
@@ -219,6 +219,17 @@ def question_hints(question: str, terms_of: Callable[[str], list[str]], scoring:
     if asked:
         hints.append(Hint(lambda f: not asked.isdisjoint(f.field_terms), scoring.field_weight))
     return hints
+
+
+# "When was it founded?", "What year did…": asks for a date in the past. ("When can I…" may ask for a
+# condition, and "how long" for a duration.)
+_ASKS_DATE = re.compile(r"^\W*when (?:was|were|did)\b|\b(?:what|which|in which) (?:year|date|month|decade|century)\b",
+                        re.I)
+
+
+def dates_missing(question: str, quotes: Sequence["Quote"]) -> bool:
+    """True when question asks for a date and the first quote has no time in it: it cannot be the answer."""
+    return bool(quotes) and bool(_ASKS_DATE.search(question)) and not _TIME.search(quotes[0].text)
 
 
 def answer_check(hints: list[Hint]) -> Callable[[UnitFacts], bool] | None:

@@ -12,8 +12,8 @@ from typing import Sequence
 import numpy as np
 
 from .answer import (
-    Answer, Candidate, Scoring, Units, answer_check, asked_kind, question_hints, render, render_refusal,
-    score_sentences, select_quotes,
+    Answer, Candidate, Scoring, Units, answer_check, asked_kind, dates_missing, question_hints, render,
+    render_refusal, score_sentences, select_quotes,
 )
 from .chunking import ChunkerSettings, unit_spans
 from .conversation import Message, resolve
@@ -92,6 +92,8 @@ class Bot:
         if reason:
             return Answer(render_refusal(self.suggestions(), reason), [], True, query)
         quotes = select_quotes(self.data, self.units, candidates, self.scoring, answer_check(hints))
+        if dates_missing(query, quotes):
+            return Answer(render_refusal(self.suggestions(), _NOT_SAID), [], True, query)
         return Answer(render(quotes, query, resolved.kind == "followup"), quotes, False, query)
 
     def candidates(self, query: str) -> tuple[list[Candidate], list]:

@@ -290,3 +290,14 @@ def test_a_word_longer_than_any_in_the_corpus_is_not_spell_corrected(seed_bot, m
     monkeypatch.setattr(lexicon, "_nearest", lambda word: pytest.fail(f"looked up {word[:20]}…"))
     assert lexicon.correct("x" * 1999) == "x" * 1999
     assert seed_bot.ask("é" * 1999).abstained
+
+
+def test_a_date_question_whose_best_quote_has_no_date_is_declined(general_bot, seed_bot):
+    """"When was man-db first released?" used to quote the licence notice (its ZIP code "1301" read as a year)."""
+    from qa.answer import _TIME
+
+    assert not _TIME.search("Boston, MA  02110-1301  USA") and _TIME.search("In 2015, the IPU adopted")
+    assert general_bot.ask("When was man-db first released?").abstained
+    answer = seed_bot.ask("When was the IPU founded?")
+    assert not answer.abstained and "more than 130 years ago" in answer.quotes[0].text
+    assert not general_bot.ask("When does the GPL terminate my rights?").abstained  # a condition, not a date
