@@ -79,7 +79,7 @@ class Candidate:
 # What a question asks for, when its form says so: a number, a time, or a named kind of thing.
 _NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
                      r"forty|fifty|hundred|thousand|million|billion|dozen|several)\b", re.I)
-_TIME = re.compile(r"(?<![\d,.-])\b(?:1[0-9]{3}|20[0-9]{2})s?\b(?![,.]?\d)|\bago\b|\b(?:January|February|March|April|May|June|July|"
+_TIME = re.compile(r"(?<![\d,.])(?<!\d-)\b(?:1[0-9]{3}|20[0-9]{2})s?\b(?![,.]?\d)|\bago\b|\b(?:January|February|March|April|May|June|July|"
                    r"August|September|October|November|December|century|decade)\b", re.I)
 _FREQUENCY = re.compile(r"\b(?:(?:bi|semi-?)?annual(?:ly)?|bienni(?:al|ally)|daily|weekly|monthly|quarterly|yearly|"
                         r"every|once|twice|thrice|times (?:a|per|each)|per (?:year|month|week|day))\b", re.I)

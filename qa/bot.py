@@ -20,7 +20,7 @@ from .conversation import Message, resolve
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
 from .errors import InvalidQuestionError, ModelError, QAError, StaleIndexError
 from .index import IndexData, load_index, read_manifest, staleness
-from .retrieval import Passage, Retriever, build_lexicons, load_lexicons
+from .retrieval import Passage, Retriever, build_lexicons, load_lexicons, looks_like_names
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +134,7 @@ class Bot:
         if not missing or not total:
             return best
         # A missing name ("Raspberry Pi", "2019") has no paraphrase to be rescued by; other words may.
-        names = {t for i, w in enumerate(_WORDS.findall(query)) if _looks_like_a_name(w, first=i == 0)
-                 for t in lexicon.terms(w)}
+        names = {t for w in looks_like_names(query) for t in lexicon.terms(w)}
         unnamed = [t for t in missing if t not in names]
         share_names = sum(lexicon.idf(t) for t in missing if t in names) / total
         share_words = sum(lexicon.idf(t) for t in unnamed) / total
@@ -149,12 +148,6 @@ class Bot:
     def suggestions(self, n: int = 5) -> list[str]:
         """Section names to offer when the bot cannot answer."""
         return self._sections[:n]
-
-
-def _looks_like_a_name(word: str, first: bool) -> bool:
-    """Capitalised inside the question, or holding a digit: "Raspberry", "2019". Not an acronym: the
-    documents often call themselves "this License" where the question says "GPL"."""
-    return any(c.isdigit() for c in word) or (not first and word[0].isupper() and not word.isupper())
 
 
 def _sections(data: IndexData) -> list[str]:

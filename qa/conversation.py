@@ -34,6 +34,7 @@ _STOP = _QUESTION_WORDS | _CONNECTORS | {
     "has", "have", "had", "much", "many", "any", "some", "its", "it", "they", "them", "their", "there",
     "based", "located", "known", "called", "mean", "means",
 }
+_WH_WORDS = {"what", "who", "whom", "whose", "which", "when", "where", "why", "how"}
 _LEADING_QUESTION_WORD = re.compile(r"^\W*(?:what|who|whom|whose|which|when|where|why|how)\b\s*", re.I)
 _DEMONSTRATIVE_END = re.compile(r"\b(?:this|that|these|those)(\W*)$", re.I)
 _ELLIPSIS = re.compile(r"^\s*(?:and|also|what about|how about|and what about|and how about)\b\s*(.*)$", re.I)
@@ -104,9 +105,10 @@ def _resolve(question: str, last: Resolved | None) -> Resolved:
 
     words = [w.lower() for w in _TOKEN.findall(question)]
     if any(w in _PRONOUNS for w in words):
-        return Resolved(_replace_pronouns(question, topic), "followup", topic)
+        return Resolved(_replace_pronouns(question, topic), "followup", _carried(question, topic))
     if _DEMONSTRATIVE_END.search(question):  # "Tell me more about that."
-        return Resolved(_DEMONSTRATIVE_END.sub(lambda m: topic + m.group(1), question), "followup", topic)
+        return Resolved(_DEMONSTRATIVE_END.sub(lambda m: topic + m.group(1), question), "followup",
+                        _carried(question, topic))
     ellipsis = _ELLIPSIS.match(question)
     content = [w for w in words if w.isalnum() and w not in _STOP]
     if ellipsis or len(content) <= 1:
@@ -118,12 +120,19 @@ def _resolve(question: str, last: Resolved | None) -> Resolved:
                             own_topic)
         if not rest:
             return Resolved(previous, "followup", topic)
-        if all(w in _QUESTION_WORDS for w in rest.lower().split()):
+        if rest.lower() in _WH_WORDS and _LEADING_QUESTION_WORD.match(previous):
             # "When?" after "What resolution did the IPU adopt?": the earlier question, asked with "when"
             return Resolved(f"{rest} {_LEADING_QUESTION_WORD.sub('', previous)}", "followup", topic)
         joiner = " " if rest.split()[0].lower() in _QUESTION_WORDS else " of "
         return Resolved(f"{rest}{joiner}{topic}?", "followup", topic)
     return Resolved(question, "question")
+
+
+def _carried(question: str, topic: str) -> str:
+    """The topic a follow-up passes on: a longer name it brings in ("Does it organise the World
+    e-Parliament Conference?"), else the one it took over."""
+    named = topic_of(question)
+    return named if any(c.isupper() for c in named) and len(named) > len(topic) else topic
 
 
 def _replace_pronouns(question: str, topic: str) -> str:

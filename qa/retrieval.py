@@ -138,11 +138,16 @@ class Lexicon:
         return sum(self.idf(t) for t in unique if t not in self.df) / total if total else 0.0
 
     def correct(self, text: str) -> str:
-        """text with each unknown word one edit away from a corpus word replaced by it ("adress" -> "address")."""
+        """text with each unknown word one edit away from a corpus word replaced by it ("adress" -> "address");
+        names are left as typed."""
+
+        names = set(looks_like_names(text))  # "Apple" is not a typo of "apply"
 
         def fix(m: re.Match) -> str:
             word = m.group(0)
             low = word.lower()
+            if word in names:
+                return word
             if (len(low) < MIN_CORRECTABLE or len(low) > self._longest + 1  # no corpus word is one edit away
                     or low in self.words or not low.isalpha() or self._stem(low) in self.vocab):
                 return word
@@ -171,6 +176,21 @@ class Lexicon:
         if not ids:
             return np.zeros(self.bm25.scores["num_docs"], np.float32)
         return self.bm25.get_scores(ids)
+
+
+_TOKENS = re.compile(r"[^\W_]+")
+
+
+def looks_like_names(text: str) -> list[str]:
+    """Words of text that look like names: capitalised inside it ("Raspberry"), or a number of three
+    digits or more ("2019"; "v2" and "C99" may be paraphrased). Capitals mean nothing in Title Case
+    or all-caps text."""
+    words = _TOKENS.findall(text)
+    longer = [w for w in words[1:] if len(w) >= 4]
+    shouting = (not any(c.islower() for c in text) or (len(words) >= 2 and all(w[0].isupper() for w in words))
+                or (len(longer) >= 3 and all(w[0].isupper() for w in longer)))
+    return [w for i, w in enumerate(words)
+            if sum(c.isdigit() for c in w) >= 3 or (i > 0 and not shouting and w[0].isupper() and not w.isupper())]
 
 
 def _letters(words) -> str:

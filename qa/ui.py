@@ -476,17 +476,24 @@ class NoRemoteFiles:
 QUEUE_POLL_SECONDS = 0.02  # measured: idle 6.6% -> 1.3% of a core; a /chat round trip stays ~77 ms
 
 
-def launch(demo: "gr.Blocks", host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Serve the app with safe defaults: local only, bounded queue, no monitoring, no extra files."""
-    from starlette.middleware import Middleware
+def set_up_queue(demo: "gr.Blocks") -> None:
+    """A bounded queue that runs CONCURRENCY jobs at a time and polls for work every QUEUE_POLL_SECONDS.
 
+    Gradio's queue polls every 1 ms for work and every 10 ms for progress, even with nobody asking:
+    5-6% of a core. This app reports no progress, and a request waits at most QUEUE_POLL_SECONDS more.
+    """
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
-    # Gradio's queue polls for work every 1 ms and for progress every 10 ms, even with nobody asking:
-    # 5-6% of a core. This app reports no progress, and a request waits at most QUEUE_POLL_SECONDS more.
     queue = getattr(demo, "_queue", None)
     for name in ("sleep_when_free", "progress_update_sleep_when_free"):
         if isinstance(getattr(queue, name, None), float):
             setattr(queue, name, max(getattr(queue, name), QUEUE_POLL_SECONDS))
+
+
+def launch(demo: "gr.Blocks", host: str = "127.0.0.1", port: int = 7860) -> None:
+    """Serve the app with safe defaults: local only, bounded queue, no monitoring, no extra files."""
+    from starlette.middleware import Middleware
+
+    set_up_queue(demo)
     # quiet: Gradio's own banner suggests share=True (a public tunnel); this app only says where it is.
     demo.launch(
         server_name=host, server_port=port, share=False, enable_monitoring=False, ssr_mode=False,

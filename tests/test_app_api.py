@@ -157,3 +157,13 @@ def test_gradio_is_imported_without_rewriting_its_type_stubs():
     assert out.returncode == 0, out.stderr
     patched, blocks = out.stdout.split()
     assert patched.startswith("_NoStubWriting.") and blocks == "Blocks"
+
+
+def test_the_queue_polls_every_20_ms_not_every_1_ms(seed_bot):
+    """The idle app's CPU (bench/): if a Gradio upgrade renames these attributes, this says so."""
+    from qa import ui
+
+    demo = ui.build_demo(seed_bot)
+    ui.set_up_queue(demo)
+    assert demo._queue.sleep_when_free == demo._queue.progress_update_sleep_when_free == ui.QUEUE_POLL_SECONDS
+    assert demo._queue.max_size == ui.QUEUE_SIZE

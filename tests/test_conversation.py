@@ -66,9 +66,17 @@ def test_a_follow_up_keeps_the_topic_it_carried():
     assert resolve("How often is it held?", turns).query == "How often is the World e-Parliament Conference held?"
 
 
+def test_a_follow_up_that_names_something_new_passes_that_on():
+    turns = history("What is the IPU?", "Does it organise the World e-Parliament Conference?")
+    assert resolve("When is it held?", turns).query == "When is the World e-Parliament Conference held?"
+
+
 def test_a_bare_question_word_asks_the_earlier_question_again():
     turns = history("What resolution did the IPU adopt?")
     assert resolve("When?", turns).query == "When resolution did the IPU adopt?"
+    # only after a question that opens with one; else it asks about the topic
+    assert resolve("Why?", history("Does the IPU work on cybersecurity?")).query == "Why the IPU?"
+    assert resolve("Please?", turns).query != "Please resolution did the IPU adopt?"
 
 
 def test_each_earlier_turn_is_resolved_once(monkeypatch):
