@@ -15,7 +15,7 @@ from .answer import (
     Answer, Candidate, Scoring, Units, answer_check, asked_kind, dates_missing, question_hints, render,
     render_refusal, score_sentences, select_quotes,
 )
-from .chunking import ChunkerSettings, unit_spans
+from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
 from .conversation import Message, resolve
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
 from .errors import InvalidQuestionError, ModelError, QAError, StaleIndexError
@@ -60,7 +60,7 @@ class Bot:
         spans = unit_spans(data.chunks, data.documents)
         lexicons = load_lexicons(data.lexicon_dir) if data.lexicon_dir else None
         if lexicons is None:  # an index from before lexicons were saved, or from another LEXICON_VERSION
-            lexicons = build_lexicons(data.chunks, data.documents, spans)
+            lexicons = build_lexicons(data.chunks, sentence_embedding_texts(data.chunks, data.documents, spans))
         self.retriever = Retriever(data, lexicons["chunks"], mode)
         self.sentence_lexicon = lexicons["sentences"]
         self.units = Units(data, spans, self.sentence_lexicon.terms)

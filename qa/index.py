@@ -38,11 +38,11 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .chunking import (
-    CHUNKER_VERSION, Chunk, ChunkerSettings, chunk_document, embedding_text, sentence_embedding_texts, unit_spans,
+    CHUNKER_VERSION, Chunk, ChunkerSettings, chunk_document, embedding_text, sentence_embedding_texts,
 )
 from .corpus import Corpus, Document, load_corpus, corpus_files, content_hash, file_hash
 from .embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, export_onnx, token_counter
-from .errors import CorpusError, IndexCorruptError, IndexNotFoundError, ModelError, StaleIndexError
+from .errors import CorpusError, IndexCorruptError, IndexNotFoundError, StaleIndexError
 
 logger = logging.getLogger(__name__)
 
@@ -253,11 +253,10 @@ def _put_dir(folder: Path, stem: str, write) -> dict:
     return {"name": target.name, "sha256": digest}
 
 
-def _save_lexicons(folder: Path, chunks: list[Chunk], documents) -> None:
+def _save_lexicons(folder: Path, chunks: list[Chunk], sentence_texts: list[str]) -> None:
     from .retrieval import build_lexicons  # retrieval imports this module
 
-    by_source = {d.source: d for d in documents}
-    for name, lexicon in build_lexicons(chunks, by_source, unit_spans(chunks, by_source)).items():
+    for name, lexicon in build_lexicons(chunks, sentence_texts).items():
         lexicon.save(folder / name)
 
 
@@ -378,7 +377,7 @@ def _write_index(
         )),
         "vectors": _put(folder, "vectors", ".faiss", lambda p: faiss.write_index(index, str(p))),
         "sentences": _put(folder, "sentences", ".npy", lambda p: _save_npy(p, sentence_vectors)),
-        "lexicon": _put_dir(folder, "lexicon", lambda p: _save_lexicons(p, chunks, corpus.documents)),
+        "lexicon": _put_dir(folder, "lexicon", lambda p: _save_lexicons(p, chunks, sentence_texts)),
     }
     old = _read_manifest_quietly(folder)
     if query_encoder and isinstance(reference, SentenceTransformerEmbedder):

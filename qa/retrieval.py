@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .chunking import Chunk, Span, sentence_embedding_texts
+from .chunking import Chunk
 from .index import IndexData
 
 RRF_K = 60  # the constant from Cormack et al. (2009); ranks, not scores, are fused
@@ -65,7 +65,7 @@ class Lexicon:
         # Each distinct word is stemmed once; a text becomes term ids by lookups (at 240k texts, stemming
         # every occurrence took 10 s of a 21 s load).
         tokens = [_words(text) for text in texts]
-        self.words: Counter[str] = Counter(chain.from_iterable(tokens))  # surface words, for spelling correction
+        self._know(Counter(chain.from_iterable(tokens)))
         self.vocab: dict[str, int] = {}
         term_id = {w: -1 if w in self._stopwords else self.vocab.setdefault(self._stem(w), len(self.vocab))
                    for w in self.words}
@@ -74,7 +74,6 @@ class Lexicon:
         df = np.bincount(np.fromiter(chain.from_iterable(map(set, corpus_ids)), np.int64), minlength=len(self.vocab))
         self.df: dict[str, int] = dict(zip(self.vocab, df.tolist()))
         self.size = len(corpus_ids)
-        self._letters, self._longest = _letters(self.words), max(map(len, self.words), default=0)
         self.bm25 = bm25s.BM25()
         # Handing bm25s our vocabulary (a copy: it adds to it) keeps its own string-keyed, so it can save it.
         self.bm25.index(bm25s.tokenization.Tokenized(ids=corpus_ids, vocab=dict(self.vocab)), show_progress=False)
@@ -87,6 +86,12 @@ class Lexicon:
         logging.getLogger("bm25s").setLevel(logging.WARNING)
         self._stem = Stemmer.Stemmer("english").stemWord
         self._stopwords = frozenset(bm25s.stopwords.STOPWORDS_EN_PLUS) | _QUESTION_STOPWORDS
+
+    def _know(self, words: Counter[str]) -> None:
+        """The corpus's surface words and counts, for spelling correction, and what follows from them."""
+        self.words = words
+        self._letters = "".join(sorted({c for w in words for c in w if c.isalpha()}))
+        self._longest = max(map(len, words), default=0)
 
     def _fingerprint(self) -> str:
         """What the saved terms depend on besides the texts: our rules, the stemmer, the stopwords."""
@@ -117,9 +122,8 @@ class Lexicon:
             return None
         self.vocab = {t: i for i, t in enumerate(state["terms"])}
         self.df = dict(zip(state["terms"], state["df"]))
-        self.words = Counter(dict(zip(state["words"], state["counts"])))
+        self._know(Counter(dict(zip(state["words"], state["counts"]))))
         self.size = state["size"]
-        self._letters, self._longest = _letters(self.words), max(map(len, self.words), default=0)
         self.bm25 = bm25s.BM25.load(str(folder), show_progress=False)
         return self
 
@@ -193,23 +197,16 @@ def looks_like_names(text: str) -> list[str]:
             if sum(c.isdigit() for c in w) >= 3 or (i > 0 and not shouting and w[0].isupper() and not w.isupper())]
 
 
-def _letters(words) -> str:
-    return "".join(sorted({c for w in words for c in w if c.isalpha()}))
-
-
 # The two BM25 indexes of a bot: over chunks (to rank them beside the dense search) and over
 # sentence units (to score the sentences of the best chunks). Both are saved in the index at build.
 LEXICONS = ("chunks", "sentences")
 
 
-def lexicon_texts(chunks: Sequence[Chunk], documents: dict, units: Sequence[Span]) -> dict[str, list[str]]:
-    """What each lexicon indexes: a chunk with its title and section; a sentence unit as the model sees it."""
-    return {"chunks": [f"{c.title} {c.section} {c.text}" for c in chunks],
-            "sentences": sentence_embedding_texts(chunks, documents, units)}
-
-
-def build_lexicons(chunks: Sequence[Chunk], documents: dict, units: Sequence[Span]) -> dict[str, Lexicon]:
-    return {name: Lexicon(texts) for name, texts in lexicon_texts(chunks, documents, units).items()}
+def build_lexicons(chunks: Sequence[Chunk], sentence_texts: Sequence[str]) -> dict[str, Lexicon]:
+    """The two lexicons: chunks with their title and section, and sentence units as the model sees them
+    (`chunking.sentence_embedding_texts`, which the build has already made for embedding)."""
+    return {"chunks": Lexicon([f"{c.title} {c.section} {c.text}" for c in chunks]),
+            "sentences": Lexicon(sentence_texts)}
 
 
 def load_lexicons(folder: Path) -> dict[str, Lexicon] | None:

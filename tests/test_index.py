@@ -135,12 +135,12 @@ def test_records_are_json_lines_and_arrays_without_pickle(seed_index):
 
 def test_saved_lexicons_are_the_ones_a_load_would_build(seed_bot):
     """BM25 indexes are saved at build and read at load (seconds at 100k chunks, not 15); same result."""
-    from qa.chunking import unit_spans
+    from qa.chunking import sentence_embedding_texts
     from qa.retrieval import build_lexicons
 
     assert seed_bot.data.lexicon_dir is not None
-    built = build_lexicons(seed_bot.data.chunks, seed_bot.data.documents, unit_spans(seed_bot.data.chunks,
-                                                                                      seed_bot.data.documents))
+    data = seed_bot.data
+    built = build_lexicons(data.chunks, sentence_embedding_texts(data.chunks, data.documents))
     for name, loaded in (("chunks", seed_bot.retriever.lexicon), ("sentences", seed_bot.sentence_lexicon)):
         fresh = built[name]
         assert (loaded.vocab, loaded.df, loaded.words, loaded.size) == (fresh.vocab, fresh.df, fresh.words, fresh.size)
