@@ -195,8 +195,8 @@ class Hint:
 
 def question_hints(question: str, terms_of: Callable[[str], list[str]], scoring: "Scoring") -> list[Hint]:
     """What the question's form says a good answer looks like: a number for "how many", a frequency for
-    "how often", a time for "when", a place for "where", the thing named after "which", a definition for "what is X", a "Key: value" line whose key
-    the question names. Each is a bonus, never a filter."""
+    "how often", a time for "when", a place for "where", the thing named after "which", a definition
+    for "what is X", a "Key: value" line whose key the question names. Each is a bonus, never a filter."""
     hints = []
     if _ASKS_NUMBER.search(question):
         hints.append(Hint(lambda f: f.number, scoring.type_weight, widens=True))

@@ -7,9 +7,9 @@ itself resolved first: the topic that turn carried if it was a follow-up, else
 the longest capitalised name in it ("the World e-Parliament Report"), else its
 content words. The pronoun is replaced by the topic; an ellipsis is attached to
 it; a bare question word asks the previous question again ("When?" after "What
-resolution did the IPU adopt?" searches "When resolution did the IPU adopt?"). Anything else is a new question and is
-searched as typed, so old topics never leak into it. Greetings and thanks are
-recognised and never searched.
+resolution did the IPU adopt?" searches "When resolution did the IPU adopt?").
+Anything else is a new question and is searched as typed, so old topics never
+leak into it. Greetings and thanks are recognised and never searched.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ _STOP = _QUESTION_WORDS | _CONNECTORS | {
     "based", "located", "known", "called", "mean", "means",
 }
 _WH_WORDS = {"what", "who", "whom", "whose", "which", "when", "where", "why", "how"}
-_LEADING_QUESTION_WORD = re.compile(r"^\W*(?:what|who|whom|whose|which|when|where|why|how)\b\s*", re.I)
+_LEADING_QUESTION_WORD = re.compile(r"^\W*(?:" + "|".join(sorted(_WH_WORDS)) + r")\b\s*", re.I)
 _DEMONSTRATIVE_END = re.compile(r"\b(?:this|that|these|those)(\W*)$", re.I)
 _ELLIPSIS = re.compile(r"^\s*(?:and|also|what about|how about|and what about|and how about)\b\s*(.*)$", re.I)
 _SMALLTALK = {
