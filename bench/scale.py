@@ -182,17 +182,23 @@ def hnsw_sweep(vectors, queries, k: int = 10) -> list[dict]:
             index.add(vectors)
         build_s = t()
         for ef in (64, 128, 256, 512):
-            index.hnsw.efSearch = ef
-            _, found = index.search(queries, k)
-            hits = sum(len(set(a) & set(b)) for a, b in zip(found.tolist(), truth.tolist()))
-            search = []
-            for v in queries:
-                with stopwatch() as t:
-                    index.search(v.reshape(1, -1), 50)
-                search.append(ms(t()))
             rows.append({"metric": metric, "m": m, "ef_construction": ef_construction, "build_s": build_s,
-                         "ef_search": ef, "recall": hits / (k * len(queries)), "search_ms": summary(search)["median"]})
+                         "ef_search": ef, **_at_ef_search(index, ef, queries, truth, k)})
     return rows
+
+
+def _at_ef_search(index, ef: int, queries, truth, k: int) -> dict:
+    """recall@k against truth (the exact top k of each query) and the median search time for the top 50
+    (as retrieve asks), with the HNSW index searching at efSearch ef."""
+    index.hnsw.efSearch = ef
+    _, found = index.search(queries, k)
+    hits = sum(len(set(a) & set(b)) for a, b in zip(found.tolist(), truth.tolist()))
+    search = []
+    for v in queries:
+        with stopwatch() as t:
+            index.search(v.reshape(1, -1), 50)
+        search.append(ms(t()))
+    return {"recall": hits / (k * len(queries)), "search_ms": summary(search)["median"]}
 
 
 def recall(hnsw, queries, k: int = 10) -> dict:
@@ -210,15 +216,7 @@ def recall(hnsw, queries, k: int = 10) -> dict:
     default_ef = hnsw.hnsw.efSearch
     rows = []
     for ef in sorted(set(EF_SEARCH) | {default_ef}):
-        hnsw.hnsw.efSearch = ef
-        _, found = hnsw.search(queries, k)
-        hits = sum(len(set(a) & set(b)) for a, b in zip(found.tolist(), truth.tolist()))
-        search = []
-        for v in queries:
-            with stopwatch() as t:
-                hnsw.search(v.reshape(1, -1), 50)
-            search.append(ms(t()))
-        rows.append({"ef_search": ef, "recall": hits / (k * len(queries)), "search_ms": summary(search)["median"]})
+        rows.append({"ef_search": ef, **_at_ef_search(hnsw, ef, queries, truth, k)})
     hnsw.hnsw.efSearch = default_ef
     return {"k": k, "default_ef": default_ef, "by_ef": rows, "exact_search_ms": summary(flat_times)["median"]}
 
