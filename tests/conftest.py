@@ -61,7 +61,8 @@ def browser():
     from served_app import CHROMIUM, CHROMIUM_ARGS
 
     if not CHROMIUM.exists():
-        pytest.skip("Debian's Chromium is not installed (make browser)")
+        # A failure, not a skip: a skipped browser suite would let a broken install step pass.
+        pytest.fail(f"Debian's Chromium is not at {CHROMIUM}: run `make system-packages` (`make test` does)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
