@@ -46,12 +46,27 @@ class Quote:
         return self.title + (SECTION_SEPARATOR + self.section if self.section else "")
 
 
+OUTCOMES = ("answered", "uncertain", "declined")
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
+    """A reply. outcome: "answered"; "uncertain" (the closest passages, with a caveat); "declined" (no
+    quotes). abstained is True exactly when it is declined."""
+
     text: str  # Markdown, safe to render: corpus and user text are escaped
     quotes: list[Quote] = field(default_factory=list)
     abstained: bool = False
     query: str = ""
+    outcome: str = ""  # defaults from abstained
+    about: str = ""  # for a follow-up: what the conversation is about, in words shown to the user
+
+    def __post_init__(self):
+        outcome = self.outcome or ("declined" if self.abstained else "answered")
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
+        object.__setattr__(self, "outcome", outcome)
+        object.__setattr__(self, "abstained", outcome == "declined")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from .answer import (
 )
 from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
 from .conversation import Message, resolve
+from .corpus import Document
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
 from .errors import InvalidQuestionError, ModelError, QAError, StaleIndexError
 from .index import IndexData, load_index, read_manifest, staleness
@@ -69,6 +70,13 @@ class Bot:
     @property
     def manifest(self) -> dict:
         return self.data.manifest
+
+    def document(self, source: str) -> Document:
+        """The document as indexed: quotes' offsets are into its text."""
+        try:
+            return self.data.documents[source]
+        except KeyError:
+            raise QAError(f"no document {source!r} in the index") from None
 
     def encode(self, text: str) -> np.ndarray:
         return self.encoder.embed([text])[0]
