@@ -128,7 +128,7 @@ def test_a_quote_that_is_not_the_text_at_its_offsets_is_not_verbatim(corpus):
     wrong = Quote("Alpha Org was founded in 1902.", "a.txt", "a", "", 10, 40, 1.0)
     script["When was Alpha founded?"] = Answer("", [wrong])
     report = evaluate(StubBot(corpus, script), items)
-    assert report.metrics()["verbatim"] == pytest.approx(6 / 7)  # of the 7 answers with quotes
+    assert report.metrics()["verbatim"] == round(6 / 7, 3)  # of the 7 answers with quotes
     assert not report.items[0].verbatim
 
 
