@@ -1,8 +1,10 @@
 """The Makefile's set-up paths, run as a fresh machine runs them.
 
 `system-packages` is run for real against stubs: an `apt-get` (and a `sudo`) first on PATH that
-record their arguments, and package files pointed at paths that do not exist yet, so the recipe
-takes the branch a machine without those packages takes. The install stamps are checked with
+record their arguments, and the package list pointed at files that do not exist yet (Chromium at
+a missing path), so the recipe takes the branch a machine without those packages takes. The list
+is narrowed on the command line, so these tests do not depend on which of the real list's packages
+this machine has. The install stamps are checked with
 `make -n` on a copy of the Makefile, so no pip runs.
 """
 
@@ -55,6 +57,13 @@ def stubs(tmp_path):
     return run
 
 
+def test_chromium_is_on_the_list_at_its_path():
+    result = _make("-s", "--eval", "print-debs: ; @echo $(TEST_DEBS)", "print-debs", "CHROMIUM=/nowhere/chromium")
+    assert "chromium:/nowhere/chromium" in result.stdout.split()
+
+
+# The list narrowed to Chromium, still found through CHROMIUM (make expands the command line's `$(...)`).
+ONLY_CHROMIUM = "TEST_DEBS=chromium:$(CHROMIUM)"
 APT_CALLS = ["apt-get update -qq [DEBIAN_FRONTEND=]",
              "apt-get install -y -qq chromium [DEBIAN_FRONTEND=noninteractive]"]
 SUDO_CALLS = ["sudo apt-get update -qq",
@@ -63,7 +72,7 @@ SUDO_CALLS = ["sudo apt-get update -qq",
 
 def test_root_installs_a_missing_package_with_apt_get_itself(stubs, tmp_path):
     chromium = tmp_path / "chromium"
-    result, calls = stubs(f"CHROMIUM={chromium}", "USER_ID=0", provides=[chromium])
+    result, calls = stubs(ONLY_CHROMIUM, f"CHROMIUM={chromium}", "USER_ID=0", provides=[chromium])
     assert result.returncode == 0, result.stderr
     assert calls == APT_CALLS  # no sudo: a root machine has none
     assert chromium.exists()
@@ -71,14 +80,14 @@ def test_root_installs_a_missing_package_with_apt_get_itself(stubs, tmp_path):
 
 def test_another_user_installs_through_sudo(stubs, tmp_path):
     chromium = tmp_path / "chromium"
-    result, calls = stubs(f"CHROMIUM={chromium}", "USER_ID=1000", provides=[chromium])
+    result, calls = stubs(ONLY_CHROMIUM, f"CHROMIUM={chromium}", "USER_ID=1000", provides=[chromium])
     assert result.returncode == 0, result.stderr
     assert calls == [SUDO_CALLS[0], APT_CALLS[0], SUDO_CALLS[1], APT_CALLS[1]]
 
 
 def test_the_user_is_found_by_id(stubs, tmp_path):
     chromium = tmp_path / "chromium"
-    result, calls = stubs(f"CHROMIUM={chromium}", provides=[chromium])
+    result, calls = stubs(ONLY_CHROMIUM, f"CHROMIUM={chromium}", provides=[chromium])
     assert result.returncode == 0, result.stderr
     expected = APT_CALLS if os.geteuid() == 0 else [SUDO_CALLS[0], APT_CALLS[0], SUDO_CALLS[1], APT_CALLS[1]]
     assert calls == expected
@@ -87,7 +96,7 @@ def test_the_user_is_found_by_id(stubs, tmp_path):
 def test_nothing_is_installed_when_every_file_is_there(stubs, tmp_path):
     chromium = tmp_path / "chromium"
     chromium.touch()
-    result, calls = stubs(f"CHROMIUM={chromium}")
+    result, calls = stubs(ONLY_CHROMIUM, f"CHROMIUM={chromium}")
     assert (result.returncode, calls) == (0, [])
 
 
@@ -101,14 +110,14 @@ def test_all_missing_packages_come_in_one_install(stubs, tmp_path):
 
 
 def test_a_failed_install_stops_make(stubs, tmp_path):
-    result, calls = stubs(f"CHROMIUM={tmp_path / 'chromium'}", "USER_ID=0", fail=True)
+    result, calls = stubs(ONLY_CHROMIUM, f"CHROMIUM={tmp_path / 'chromium'}", "USER_ID=0", fail=True)
     assert result.returncode != 0
     assert calls == APT_CALLS[:1]  # update failed: nothing was installed
 
 
 def test_a_package_that_leaves_its_file_missing_is_reported(stubs, tmp_path):
     chromium = tmp_path / "chromium"
-    result, calls = stubs(f"CHROMIUM={chromium}", "USER_ID=0")  # the stub installs nothing
+    result, calls = stubs(ONLY_CHROMIUM, f"CHROMIUM={chromium}", "USER_ID=0")  # the stub installs nothing
     assert result.returncode != 0 and calls == APT_CALLS
     assert f"apt-get installed chromium but {chromium} is still missing" in result.stderr
 
