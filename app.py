@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
+import signal
 import sys
+import tempfile
 import threading
 
 from qa.cli import set_offline_env
@@ -27,6 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("qa").setLevel(logging.INFO)
 
+    # Gradio's file cache goes to a folder of this process (read when gradio is imported), removed on
+    # exit, instead of a /tmp/gradio shared by every Gradio app on the machine and never cleaned.
+    cache = tempfile.mkdtemp(prefix="qa-gradio-")
+    os.environ["GRADIO_TEMP_DIR"] = cache
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so that a plain `kill` also removes it
+    try:
+        return serve(args)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def serve(args: argparse.Namespace) -> int:
     from qa import QAError
     from qa import ui
 
