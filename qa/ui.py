@@ -31,13 +31,14 @@ import threading
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .answer import Answer, Quote, escape
 from .errors import IndexCorruptError, IndexNotFoundError, QAError, StaleIndexError
 
 if TYPE_CHECKING:
     import gradio as gr
+    from fastapi import FastAPI
 
     from .bot import Bot
 
@@ -358,14 +359,14 @@ def import_gradio():
     return sys.modules["gradio"]
 
 
-def build_demo(bot: "Bot", index_dir: str | Path | None = None) -> "gr.Blocks":
+def build_demo(bot: "Bot", current: Callable[[], "Bot"] | None = None) -> "gr.Blocks":
     """The chat app over bot: chat, examples, suggestions, the quoted paragraphs, and the API.
 
-    With index_dir, answers come from the index there as it is rebuilt (see Reloader).
+    With current (a Reloader), answers come from the bot it returns, which follows rebuilds.
     """
     gr = import_gradio()
 
-    current = Reloader(bot, index_dir) if index_dir is not None else (lambda: bot)
+    current = current or (lambda: bot)
 
     title = corpus_title(bot)
     examples = example_questions(bot)
@@ -554,16 +555,23 @@ def set_up_queue(demo: "gr.Blocks") -> None:
             setattr(queue, name, max(getattr(queue, name), QUEUE_POLL_SECONDS))
 
 
-def launch(demo: "gr.Blocks", host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Serve the app with safe defaults: local only, bounded queue, no monitoring, no extra files."""
+def app_kwargs(api: "FastAPI | None" = None) -> dict:
+    """The FastAPI options of the served app: the Guard in front, the JSON API (qa.api) at /api."""
     from starlette.middleware import Middleware
+    from starlette.routing import Mount
 
+    return {"middleware": [Middleware(Guard)], "routes": [Mount("/api", app=api)] if api is not None else []}
+
+
+def launch(demo: "gr.Blocks", host: str = "127.0.0.1", port: int = 7860, api: "FastAPI | None" = None) -> None:
+    """Serve the app with safe defaults: local only, bounded queue, no monitoring, no extra files;
+    with api (qa.api.build_api) mounted at /api."""
     set_up_queue(demo)
     # quiet: Gradio's own banner suggests share=True (a public tunnel); this app only says where it is.
     demo.launch(
         server_name=host, server_port=port, share=False, enable_monitoring=False, ssr_mode=False,
         mcp_server=False, pwa=False, show_error=False, css=CSS, footer_links=["api"],
-        app_kwargs={"middleware": [Middleware(Guard)]}, state_session_capacity=SESSIONS,
+        app_kwargs=app_kwargs(api), state_session_capacity=SESSIONS,
         quiet=True, prevent_thread_lock=True,
     )
     print(f"* Running on local URL:  {demo.local_url}", flush=True)
