@@ -58,9 +58,10 @@ def test_ask_follows_up_with_history_and_abstains_off_topic(seed_app):
     history = [{"role": "user", "content": "What is the World e-Parliament Report?"},
                {"role": "assistant", "content": "According to …"}]
     code, answer = post(seed_app, "ask", {"question": "Who publishes it?", "history": history})
-    assert code == 200 and answer["query"] == "Who publishes the World e-Parliament Report?"
+    assert code == 200 and "following on from: What is the World e\\-Parliament Report?" in answer["text"]
+    assert any("publishes the annual World E-Parliament Report" in q["text"] for q in answer["quotes"])
     code, answer = post(seed_app, "ask", {"question": "What is the tallest mountain in the world?"})
-    assert code == 200 and answer["abstained"] is True and answer["quotes"] == []
+    assert code == 200 and answer["abstained"] is True and answer["outcome"] == "declined" and answer["quotes"] == []
     assert answer["text"].startswith("My documents do not")
 
 
