@@ -49,8 +49,9 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_holds_the_package_and_its_licence(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    modules = sorted(p.name for p in (ROOT / "qa").glob("*.py"))
-    assert sorted(n.removeprefix("qa/") for n in names if n.startswith("qa/")) == modules
+    # The modules and the data they read (the fitted decision), nothing left out.
+    package = sorted(p.name for p in (ROOT / "qa").iterdir() if p.suffix in {".py", ".json"})
+    assert sorted(n.removeprefix("qa/") for n in names if n.startswith("qa/")) == package
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "License-Expression: Apache-2.0" in metadata
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
