@@ -341,7 +341,7 @@ def paragraph_quote(data: IndexData, units: Units, cand: Candidate, limit: int =
     lo = max((m.end() for m in BLANK_LINE.finditer(text, 0, start)), default=0)
     para = BLANK_LINE.search(text, end)
     hi = para.start() if para else len(text)
-    if hi - end < 2 and para and "\n" not in text[start:end] and end - start < 100:
+    if hi - end < 2 and para and "\n" not in text[start:end] and end - start < 100 and not _FIELD.match(text, start):
         # a line of its own, a title: the paragraph under it belongs to it
         nxt = BLANK_LINE.search(text, para.end())
         hi = nxt.start() if nxt else len(text)
@@ -367,6 +367,13 @@ def paragraph_quote(data: IndexData, units: Units, cand: Candidate, limit: int =
     return Quote(text[lo:hi], chunk.source, chunk.title, chunk.section, lo, hi, round(cand.score, 4))
 
 
+def _is_field_line(data: IndexData, units: Units, row: int) -> bool:
+    """Whether the unit is a "Key: value" line of its own."""
+    start, end = units[row]
+    text = data.documents[data.chunks[int(data.sentence_chunk[row])].source].text
+    return bool(_FIELD.match(text, start)) and "\n" not in text[start:end].strip()
+
+
 def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], scoring: Scoring, check=None,
                   broad: bool = False) -> list[Quote]:
     """One to three non-overlapping quotes, best first; only the first may be widened by check. For a
@@ -379,6 +386,8 @@ def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], sc
         if len(quotes) == MAX_QUOTES or cand.score < floor:
             break
         if broad:
+            if _is_field_line(data, units, cand.row) and cand is not candidates[-1]:
+                continue  # "Established: 2013" is a fact, not what a topic is about
             q = paragraph_quote(data, units, cand)
         else:
             q = make_quote(data, units, cand, check if not quotes else None)
