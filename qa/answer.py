@@ -40,10 +40,13 @@ class Quote:
     start: int
     end: int
     score: float
+    page: int | None = None  # 1-based, for documents with pages (PDF)
 
     @property
     def citation(self) -> str:
-        return self.title + (SECTION_SEPARATOR + self.section if self.section else "")
+        """"Title › Section", or "Title, p. 12 › Section" for a PDF."""
+        page = f", p. {self.page}" if self.page is not None else ""
+        return self.title + page + (SECTION_SEPARATOR + self.section if self.section else "")
 
 
 OUTCOMES = ("answered", "uncertain", "declined")
@@ -298,7 +301,8 @@ def make_quote(data: IndexData, units: Units, cand: Candidate, check=None) -> Qu
         and check(units.facts(nxt))
     ):
         end = units[nxt][1]
-    return Quote(text[start:end], chunk.source, chunk.title, chunk.section, start, end, round(cand.score, 4))
+    page = data.documents[chunk.source].page_at(start)
+    return Quote(text[start:end], chunk.source, chunk.title, chunk.section, start, end, round(cand.score, 4), page)
 
 
 def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], scoring: Scoring, check=None) -> list[Quote]:
