@@ -373,12 +373,19 @@ def read_docx(data: bytes, source: str) -> Extracted:
     except Exception as e:  # lxml's XMLSyntaxError and kin: a damaged part
         raise CorpusError(f"{source} is a damaged Word document ({type(e).__name__}: {e})") from e
     writer = _Writer(source)
+    from docx.enum.style import WD_STYLE_TYPE
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
+    # Style names by id, read once: python-docx resolves paragraph.style with an XPath search per call
+    # (half of the reading time).
+    names = {s.style_id: s.name or "" for s in document.styles}
+    default = document.styles.default(WD_STYLE_TYPE.PARAGRAPH)
     for item in document.iter_inner_content():
         if isinstance(item, Paragraph):
-            writer.block(item.text, _docx_level(item))
+            style_id = item._p.style  # the w:pStyle value, or None for the default paragraph style
+            name = names.get(style_id, "") if style_id else (default.name if default is not None else "")
+            writer.block(item.text, _docx_level(name or ""))
         elif isinstance(item, Table):
             for row in item.rows:
                 cells = list(dict.fromkeys(c.text.strip() for c in row.cells))  # merged cells repeat
@@ -386,9 +393,8 @@ def read_docx(data: bytes, source: str) -> Extracted:
     return writer.result(document.core_properties.title or "")
 
 
-def _docx_level(paragraph) -> int:
-    style = paragraph.style
-    name = (style.name if style is not None else "") or ""
+def _docx_level(name: str) -> int:
+    """The heading level a paragraph style name stands for; 0 for body text."""
     if name.lower() == "title":
         return 1
     match = _HEADING_STYLE.search(name)
