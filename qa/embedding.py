@@ -136,6 +136,18 @@ def load_tokenizer(path: Path, truncate: bool):
     return tok
 
 
+def vocabulary(folder: Path) -> frozenset[str]:
+    """The whole words the model's tokenizer knows (no sub-word pieces): the common words of its
+    training text. A word in it is a real word, not a typo, even where the corpus never uses it."""
+    import json
+
+    try:
+        vocab = json.loads((folder / TOKENIZER_FILE).read_text("utf-8"))["model"]["vocab"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return frozenset()
+    return frozenset(w.lower() for w in vocab if w.isalpha() and len(w) > 2)
+
+
 def token_counter(name_or_path: str):
     """A function giving the number of word pieces (with special tokens) the model sees for a text."""
     tok = load_tokenizer(resolve_model(name_or_path), truncate=False)
@@ -172,6 +184,9 @@ class SentenceTransformerEmbedder:
     def dim(self) -> int:
         return int(self.model.get_embedding_dimension())
 
+    def words(self) -> frozenset[str]:
+        return vocabulary(self.path)
+
     def embed(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         vectors = self.model.encode(
             list(texts), batch_size=batch_size, normalize_embeddings=True,
@@ -193,7 +208,10 @@ class OnnxEmbedder:
         self._session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"])
         self._tok = load_tokenizer(folder, truncate=True)
         self._inputs = {i.name for i in self._session.get_inputs()}
-        self.name, self.dim = name, dim
+        self.name, self.dim, self.folder = name, dim, folder
+
+    def words(self) -> frozenset[str]:
+        return vocabulary(self.folder)
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         texts = list(texts)
