@@ -368,7 +368,8 @@ def paragraph_quote(data: IndexData, units: Units, cand: Candidate, limit: int =
         lo += 1
     while hi > lo and text[hi - 1].isspace():
         hi -= 1
-    return Quote(text[lo:hi], chunk.source, chunk.title, chunk.section, lo, hi, round(cand.score, 4))
+    return Quote(text[lo:hi], chunk.source, chunk.title, chunk.section, lo, hi, round(cand.score, 4),
+                 data.documents[chunk.source].page_at(lo))
 
 
 def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], scoring: Scoring, check=None,
