@@ -40,10 +40,13 @@ class Quote:
     start: int
     end: int
     score: float
+    page: int | None = None  # 1-based, for documents with pages (PDF)
 
     @property
     def citation(self) -> str:
-        return self.title + (SECTION_SEPARATOR + self.section if self.section else "")
+        """"Title › Section", or "Title, p. 12 › Section" for a PDF."""
+        page = f", p. {self.page}" if self.page is not None else ""
+        return self.title + page + (SECTION_SEPARATOR + self.section if self.section else "")
 
 
 OUTCOMES = ("answered", "uncertain", "declined")
@@ -329,7 +332,8 @@ def make_quote(data: IndexData, units: Units, cand: Candidate, check=None) -> Qu
         and check(units.facts(nxt))
     ):
         end = units[nxt][1]
-    return Quote(text[start:end], chunk.source, chunk.title, chunk.section, start, end, round(cand.score, 4))
+    page = data.documents[chunk.source].page_at(start)
+    return Quote(text[start:end], chunk.source, chunk.title, chunk.section, start, end, round(cand.score, 4), page)
 
 
 def paragraph_quote(data: IndexData, units: Units, cand: Candidate, limit: int = MAX_PARAGRAPH_CHARS) -> Quote:
@@ -364,7 +368,8 @@ def paragraph_quote(data: IndexData, units: Units, cand: Candidate, limit: int =
         lo += 1
     while hi > lo and text[hi - 1].isspace():
         hi -= 1
-    return Quote(text[lo:hi], chunk.source, chunk.title, chunk.section, lo, hi, round(cand.score, 4))
+    return Quote(text[lo:hi], chunk.source, chunk.title, chunk.section, lo, hi, round(cand.score, 4),
+                 data.documents[chunk.source].page_at(lo))
 
 
 def _is_field_line(data: IndexData, units: Units, row: int) -> bool:
