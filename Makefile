@@ -17,7 +17,14 @@ CHROMIUM := /usr/bin/chromium
 
 # Debian packages the tests use, each as package:file; a package is installed when its file is
 # missing, all missing ones by one `apt-get install`. Add a package here with a file it provides.
-TEST_DEBS := chromium:$(CHROMIUM)
+# Chromium drives the browser tests; the others give the extraction tests real documents no one
+# here wrote, and pandoc.
+TEST_DEBS := chromium:$(CHROMIUM) \
+	libtasn1-doc:/usr/share/doc/libtasn1-doc/libtasn1.pdf \
+	shared-mime-info:/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf \
+	base-passwd:/usr/share/doc/base-passwd/users-and-groups.html \
+	libffi-dev:/usr/share/doc/libffi8/html/index.html \
+	pandoc:/usr/bin/pandoc
 # Root runs apt-get itself (such machines have no sudo); any other user goes through sudo.
 # A make variable (`make system-packages USER_ID=1000`), so a test can play either user.
 USER_ID := $(shell id -u)
@@ -43,12 +50,12 @@ $(RUN_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q pip==$(PIP_VERSION) 2>&1 | { grep -v "is ignored" || true; }
 	$(PY) -m pip install -q -e . 2>&1 | { grep -v "is ignored" || true; }
-	$(PY) -c "import qa, faiss, bm25s, onnxruntime, sentence_transformers, gradio"
+	$(PY) -c "import qa, faiss, bm25s, onnxruntime, sentence_transformers, gradio, pypdfium2, docx, lxml"
 	rm -f $(VENV)/.installed-* && touch $@
 
 $(TEST_STAMP): $(RUN_STAMP)
 	$(PY) -m pip install -q -e '.[test]' 2>&1 | { grep -v "is ignored" || true; }
-	$(PY) -c "import pytest, hypothesis, gradio_client, playwright"
+	$(PY) -c "import pytest, hypothesis, gradio_client, playwright, pypdf"
 	touch $@
 
 # Never `playwright install` for the browser: it downloads browsers. Debian's Chromium is used.
