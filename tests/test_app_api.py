@@ -140,7 +140,7 @@ def test_title_description_and_examples_come_from_the_corpus(seed_bot):
     assert corpus_title(seed_bot) == "Inter-Parliamentary Union"
     chunks = seed_bot.manifest["counts"]["chunks"]
     assert describe(seed_bot).startswith(
-        f"I answer only by quoting 1 document ({chunks} chunks), found with all-MiniLM-L6-v2; index built 20")
+        f"I answer only by quoting 1 document ({chunks} chunks), found with all-mpnet-base-v2; index built 20")
     examples = example_questions(seed_bot)
     assert examples[0] == "What is the Inter-Parliamentary Union?"
     assert len(examples) >= 3 and all(not seed_bot.ask(q).abstained for q in examples)

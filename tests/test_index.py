@@ -89,7 +89,7 @@ def test_manifest_records_what_the_index_was_built_from(seed_index):
     manifest = json.loads((seed_index / MANIFEST).read_text("utf-8"))
     text = SEED_FILE.read_text("utf-8")
     assert manifest["format_version"] == FORMAT_VERSION
-    assert manifest["model"] == {"name": DEFAULT_MODEL, "dim": 384}
+    assert manifest["model"] == {"name": DEFAULT_MODEL, "dim": 768}
     assert manifest["chunker"] == ChunkerSettings().as_dict()
     assert {"version", "max_chars", "min_chars", "max_tokens"} <= manifest["chunker"].keys()
     assert manifest["documents"] == {
@@ -128,7 +128,7 @@ def test_records_are_json_lines_and_arrays_without_pickle(seed_index):
         assert {"id", "source", "title", "section", "start", "end", "text", "sentences"} <= record.keys()
         assert text[record["start"] : record["end"]] == record["text"]
     vectors = np.load(seed_index / files["sentences"]["name"], allow_pickle=False)
-    assert vectors.shape == (manifest["counts"]["sentences"], 384) and vectors.dtype == np.float32
+    assert vectors.shape == (manifest["counts"]["sentences"], 768) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     lexicon = seed_index / files["lexicon"]["name"]
     assert {p.suffix for p in lexicon.rglob("*") if p.is_file()} == {".json", ".npy"}
