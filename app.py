@@ -6,7 +6,9 @@ Builds the index first if it is missing or stale, then serves on http://127.0.0.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import socket
 import sys
 import threading
 
@@ -16,7 +18,7 @@ from qa.cli import set_offline_env
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Chat with a bot that answers by quoting its corpus.")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: 7860; 0: any free port)")
     p.add_argument("--index", default="index", help="index folder (default: index)")
     p.add_argument("--corpus", default=None,
                    help="corpus folder to check the index against and build it from "
@@ -44,9 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ui.launch(ui.build_demo(bot, index_dir=args.index), host=args.host, port=args.port)
     except OSError as e:  # the port is taken, or the host is not an address of this machine
-        print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
+        print(f"error: cannot serve on {args.host}:{args.port}: {e} — {_fix(e)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _fix(error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return "another program listens on that port: pass another --port (--port 0 takes any free one)"
+    if error.errno == errno.EADDRNOTAVAIL or isinstance(error, socket.gaierror):
+        return "that is not an address of this machine: pass --host 127.0.0.1 (or one of its own addresses)"
+    return "pass another --host or --port"
 
 
 if __name__ == "__main__":

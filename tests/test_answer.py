@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import subprocess
@@ -185,9 +186,10 @@ def test_follow_up_uses_the_conversation(seed_bot):
     for turn in ["What is the World e-Parliament Report?", "Who publishes it?"]:
         answer = seed_bot.ask(turn, history=history)
         history += [{"role": "user", "content": turn}, {"role": "assistant", "content": answer.text}]
-    assert answer.query == "Who publishes the World e-Parliament Report?"
+    assert "World e-Parliament Report" in answer.query and "publishes" in answer.query
     assert "publishes" in answer.quotes[0].text and "e-parliament report" in answer.quotes[0].text.lower()
-    assert "searched for: Who publishes the World e\\-Parliament Report?" in answer.text
+    shown = html.unescape(re.sub(r"<[^>]+>", "", MarkdownIt("commonmark").render(answer.text)))
+    assert f"searched for: {answer.query}" in shown  # the reply says what it looked for, as typed
 
 
 def test_new_question_and_thanks_are_not_polluted_by_the_old_topic(seed_bot):
@@ -303,10 +305,6 @@ def test_a_word_longer_than_any_in_the_corpus_is_not_spell_corrected(seed_bot, m
 
 def test_a_date_question_whose_best_quote_has_no_date_is_declined(general_bot, seed_bot):
     """"When was man-db first released?" used to quote the licence notice (its ZIP code "1301" read as a year)."""
-    from qa.answer import _TIME
-
-    assert not _TIME.search("Boston, MA  02110-1301  USA") and _TIME.search("In 2015, the IPU adopted")
-    assert _TIME.search("launched in mid-2019") and not _TIME.search("1,500 delegates")
     assert general_bot.ask("When was man-db first released?").abstained
     answer = seed_bot.ask("When was the IPU founded?")
     assert not answer.abstained and "more than 130 years ago" in answer.quotes[0].text
