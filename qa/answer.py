@@ -46,12 +46,27 @@ class Quote:
         return self.title + (SECTION_SEPARATOR + self.section if self.section else "")
 
 
+OUTCOMES = ("answered", "uncertain", "declined")
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
+    """A reply. outcome: "answered"; "uncertain" (the closest passages, with a caveat); "declined" (no
+    quotes). abstained is True exactly when it is declined."""
+
     text: str  # Markdown, safe to render: corpus and user text are escaped
     quotes: list[Quote] = field(default_factory=list)
     abstained: bool = False
     query: str = ""
+    outcome: str = ""  # defaults from abstained
+    about: str = ""  # for a follow-up: what the conversation is about, in words shown to the user
+
+    def __post_init__(self):
+        outcome = self.outcome or ("declined" if self.abstained else "answered")
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
+        object.__setattr__(self, "outcome", outcome)
+        object.__setattr__(self, "abstained", outcome == "declined")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +81,18 @@ class Scoring:
     follow_ratio: float = 0.85  # a further quote must score at least this share of the first
     type_weight: float = 0.15  # bonus for a sentence of the asked type (a number for "how many"…)
     field_weight: float = 0.25  # bonus for a "Key: value" line whose key the question names
+    context_weight: float = 0.5  # a follow-up's earlier question, beside its own words (vector and BM25)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What is searched for one turn."""
+
+    text: str  # the user's words, typos corrected
+    vector: np.ndarray  # with the earlier question's added, for a follow-up
+    terms: list[str]
+    context_terms: list[str]  # the earlier question's, for a follow-up
+    broad: bool  # asks about a topic ("tell me about…"): quote the paragraph, not a sentence
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +248,25 @@ def question_hints(question: str, terms_of: Callable[[str], list[str]], scoring:
     return hints
 
 
+# "Tell me about X", "What does X say about Y", "Give me an overview of …": the answer is a paragraph.
+_ASKS_BROAD = re.compile(
+    r"^\W*(?:(?:can you |could you |please )?(?:tell me(?: more)? about|describe|explain|summari[sz]e|outline)\b"
+    r"|(?:give (?:me )?)?an? (?:overview|summary|outline) of\b"
+    r"|what (?:does|do|did) .+? (?:say|do|does|offer|cover|provide) (?:about|on|for|in|regarding|with)\b"
+    r"|what (?:is|are) .+?(?:'s|’s) (?:approach|position|role|work|stance|policy|view)\b)",
+    re.I,
+)
+# A follow-up of a few words with no question of its own ("And privacy?", "What about the hubs?") asks about a topic.
+_TOPIC_ONLY = re.compile(r"^\W*(?:and|also|what about|how about|and what about|and how about)\b(?!.*\b(?:when|where|who|"
+                         r"how many|how much|what year|which)\b)", re.I)
+MAX_PARAGRAPH_CHARS = 600  # a broad answer: the paragraph, or as much of it around the best sentence
+
+
+def asks_broad(question: str, followup: bool = False) -> bool:
+    """Whether the question asks about a topic rather than a fact."""
+    return bool(_ASKS_BROAD.search(question)) or (followup and bool(_TOPIC_ONLY.search(question)))
+
+
 # "When was it founded?", "What year did…": asks for a date in the past. ("When can I…" may ask for a
 # condition, and "how long" for a duration.)
 _ASKS_DATE = re.compile(r"^\W*when (?:was|were|did)\b|\b(?:what|which|in which) (?:year|date|month|decade|century)\b",
@@ -286,8 +332,45 @@ def make_quote(data: IndexData, units: Units, cand: Candidate, check=None) -> Qu
     return Quote(text[start:end], chunk.source, chunk.title, chunk.section, start, end, round(cand.score, 4))
 
 
-def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], scoring: Scoring, check=None) -> list[Quote]:
-    """One to three non-overlapping quotes, best first; only the first may be widened by check."""
+def paragraph_quote(data: IndexData, units: Units, cand: Candidate, limit: int = MAX_PARAGRAPH_CHARS) -> Quote:
+    """The paragraph of the candidate's sentence (for a heading, the paragraph under it), or when that
+    is longer than limit, the run of its sentences around the candidate's that fits."""
+    chunk = data.chunks[cand.chunk]
+    text = data.documents[chunk.source].text
+    start, end = units[cand.row]
+    lo = max((m.end() for m in BLANK_LINE.finditer(text, 0, start)), default=0)
+    para = BLANK_LINE.search(text, end)
+    hi = para.start() if para else len(text)
+    if hi - end < 2 and para and "\n" not in text[start:end] and end - start < 100:
+        # a line of its own, a title: the paragraph under it belongs to it
+        nxt = BLANK_LINE.search(text, para.end())
+        hi = nxt.start() if nxt else len(text)
+    # the sentence rows of this document, to cut a long paragraph at sentence ends
+    rows = [r for r in range(max(0, cand.row - 40), min(len(units), cand.row + 40))
+            if data.chunks[int(data.sentence_chunk[r])].source == chunk.source and lo <= units[r][0] and units[r][1] <= hi]
+    if hi - lo > limit and rows:
+        i = rows.index(cand.row) if cand.row in rows else 0
+        a = b = i
+        while True:  # grow forward first: a paragraph explains after its topic sentence
+            if b + 1 < len(rows) and units[rows[b + 1]][1] - units[rows[a]][0] <= limit:
+                b += 1
+            elif a > 0 and units[rows[b]][1] - units[rows[a - 1]][0] <= limit:
+                a -= 1
+            else:
+                break
+        lo, hi = units[rows[a]][0], max(units[rows[b]][1], end)
+    lo, hi = min(lo, start), max(hi, end)
+    while lo < hi and text[lo].isspace():
+        lo += 1
+    while hi > lo and text[hi - 1].isspace():
+        hi -= 1
+    return Quote(text[lo:hi], chunk.source, chunk.title, chunk.section, lo, hi, round(cand.score, 4))
+
+
+def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], scoring: Scoring, check=None,
+                  broad: bool = False) -> list[Quote]:
+    """One to three non-overlapping quotes, best first; only the first may be widened by check. For a
+    broad question the quotes are paragraphs."""
     quotes: list[Quote] = []
     if not candidates:
         return quotes
@@ -295,7 +378,10 @@ def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], sc
     for cand in candidates:
         if len(quotes) == MAX_QUOTES or cand.score < floor:
             break
-        q = make_quote(data, units, cand, check if not quotes else None)
+        if broad:
+            q = paragraph_quote(data, units, cand)
+        else:
+            q = make_quote(data, units, cand, check if not quotes else None)
         if any(o.source == q.source and o.start < q.end and q.start < o.end for o in quotes):
             continue
         quotes.append(q)
@@ -311,15 +397,16 @@ def escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
-def render(quotes: list[Quote], query: str, followup: bool) -> str:
-    """The reply: each quote as a block quote under its citation; for a follow-up, what was searched."""
+def render(quotes: list[Quote], about: str = "") -> str:
+    """The reply: each quote as a block quote under its citation; for a follow-up, the earlier question
+    it was taken to follow, in the user's own words."""
     parts = []
     for i, q in enumerate(quotes):
         lead = "According to" if i == 0 else "Also, from"
         body = "\n".join("> " + escape(line) if line.strip() else ">" for line in q.text.splitlines())
         parts.append(f"{lead} *{escape(q.citation)}*:\n\n{body}")
-    if followup:
-        parts.append(f"<sub>searched for: {escape(query)}</sub>")
+    if about:
+        parts.append(f"<sub>following on from: {escape(about)}</sub>")
     return "\n\n".join(parts)
 
 

@@ -12,11 +12,12 @@ from typing import Sequence
 import numpy as np
 
 from .answer import (
-    Answer, Candidate, Scoring, Units, answer_check, asked_kind, dates_missing, question_hints, render,
+    Answer, Candidate, Query, Scoring, Units, answer_check, asked_kind, asks_broad, dates_missing, question_hints, render,
     render_refusal, score_sentences, select_quotes,
 )
 from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
-from .conversation import Message, resolve
+from .conversation import Message, Resolved, resolve
+from .corpus import Document
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
 from .errors import CorpusError, InvalidQuestionError, ModelError, QAError, StaleIndexError
 from .index import IndexData, load_index, read_manifest, staleness
@@ -65,10 +66,19 @@ class Bot:
         self.sentence_lexicon = lexicons["sentences"]
         self.units = Units(data, spans, self.sentence_lexicon.terms)
         self._sections = _sections(data)
+        words = getattr(encoder, "words", None)
+        self.known_words = words() if words else frozenset()
 
     @property
     def manifest(self) -> dict:
         return self.data.manifest
+
+    def document(self, source: str) -> Document:
+        """The document as indexed: quotes' offsets are into its text."""
+        try:
+            return self.data.documents[source]
+        except KeyError:
+            raise QAError(f"no document {source!r} in the index") from None
 
     def encode(self, text: str) -> np.ndarray:
         return self.encoder.embed([text])[0]
@@ -82,27 +92,45 @@ class Bot:
     def ask(self, question: str, history: Sequence[Message] | None = None) -> Answer:
         """Answer with verbatim quotes, or abstain; history is the chat so far (Gradio messages)."""
         text = clean_question(question)
-        resolved = resolve(text, history)
-        if resolved.kind == "smalltalk":
+        turn = resolve(text, history)
+        if turn.kind == "smalltalk":
             return Answer(render_refusal(self.suggestions(), "I answer questions by quoting my documents."),
                           [], True, text)
-        query = self.retriever.lexicon.correct(resolved.query)
+        query = self.query(turn)
         candidates, hints = self.candidates(query)
-        reason = self._abstain_reason(query, candidates)
+        reason = self._abstain_reason(query.text, candidates)
         if reason:
-            return Answer(render_refusal(self.suggestions(), reason), [], True, query)
-        quotes = select_quotes(self.data, self.units, candidates, self.scoring, answer_check(hints))
-        if dates_missing(query, quotes):
-            return Answer(render_refusal(self.suggestions(), _NOT_SAID), [], True, query)
-        return Answer(render(quotes, query, resolved.kind == "followup"), quotes, False, query)
+            return Answer(render_refusal(self.suggestions(), reason), [], True, query.text, about=turn.about)
+        quotes = select_quotes(self.data, self.units, candidates, self.scoring, answer_check(hints), query.broad)
+        if self.scoring.min_support > 0 and dates_missing(query.text, quotes):
+            return Answer(render_refusal(self.suggestions(), _NOT_SAID), [], True, query.text, about=turn.about)
+        return Answer(render(quotes, turn.about), quotes, False, query.text, about=turn.about)
 
-    def candidates(self, query: str) -> tuple[list[Candidate], list]:
-        """The sentences that might answer a standalone query, best first, and the hints that scored them."""
-        qvec = self.encode(query)
-        ranked = self.retriever.rank(qvec, self.retriever.lexicon.terms(query), self.scoring.candidate_chunks)
-        lexical = self.sentence_lexicon.scores(self.sentence_lexicon.terms(query))
-        hints = question_hints(query, self.sentence_lexicon.terms, self.scoring)
-        return score_sentences(self.data, self.units, qvec, lexical, ranked, self.scoring, hints), hints
+    def query(self, turn: Resolved) -> Query:
+        """What is searched for a turn: its words (typos corrected) and, for a follow-up, the earlier
+        question it leans on, as one vector (the two added) and two sets of terms."""
+        text = self.retriever.lexicon.correct(turn.query, self.known_words)
+        vector = self.encode(text)
+        context_terms: list[str] = []
+        if turn.context:
+            vector = vector + self.scoring.context_weight * self.encode(turn.context)
+            vector = (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
+            context_terms = self.sentence_lexicon.terms(turn.context)
+        return Query(text, vector, self.sentence_lexicon.terms(text), context_terms,
+                     asks_broad(text, followup=turn.kind == "followup"))
+
+    def candidates(self, query: Query | str) -> tuple[list[Candidate], list]:
+        """The sentences that might answer a query, best first, and the hints that scored them."""
+        if isinstance(query, str):
+            query = self.query(Resolved(query, "question"))
+        weight = self.scoring.context_weight
+        ranked = self.retriever.rank(query.vector, query.terms, self.scoring.candidate_chunks,
+                                     query.context_terms, weight)
+        lexical = self.sentence_lexicon.scores(query.terms)
+        if query.context_terms:
+            lexical = lexical + weight * self.sentence_lexicon.scores(query.context_terms)
+        hints = question_hints(query.text, self.sentence_lexicon.terms, self.scoring)
+        return score_sentences(self.data, self.units, query.vector, lexical, ranked, self.scoring, hints), hints
 
     def _abstain_reason(self, query: str, candidates: list[Candidate]) -> str | None:
         """Why the corpus does not answer, or None."""

@@ -42,9 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--index", default="index")
     a.add_argument("--json", action="store_true", help="print text, quotes with offsets, abstained, query")
 
-    e = sub.add_parser("eval", help="run a question set and print its metrics")
-    e.add_argument("file", help="JSON lines in the format of shared/eval/dev.jsonl")
-    e.add_argument("--index", default="index")
+    e = sub.add_parser("eval", help="run a question set, or a folder of them, and print their metrics")
+    e.add_argument("file", help="JSON lines in the format of shared/eval/dev.jsonl, or a folder of sets with a "
+                                "corpora.json naming each set's corpus folder")
+    e.add_argument("--index", default="index", help="the index to ask (a single set without --corpus)")
+    e.add_argument("--corpus", default=None, help="build (or update) an index of this folder and ask it")
+    e.add_argument("--model", default=None, help="the model to build with (with --corpus or a folder of sets)")
+    e.add_argument("--cache", default=None, help="where evaluation indexes are kept (default: ~/.cache/qa/eval)")
+    e.add_argument("--split", default="all", choices=["all", "tune", "test"])
     e.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "bm25"])
     e.add_argument("--json", action="store_true")
     return p
@@ -106,9 +111,43 @@ def _plain(markdown: str) -> str:
 
 
 def _eval(args) -> int:
-    from .bot import load
-    from .evaluate import evaluate, format_report, load_items
+    from pathlib import Path
 
-    report = evaluate(load(args.index, mode=args.mode), load_items(args.file))
+    from .bot import load
+    from .evaluate import evaluate, format_report, load_items, load_suite, table
+
+    split = None if args.split == "all" else args.split
+    if Path(args.file).is_dir():
+        suite = load_suite(args.file)
+        results = {}
+        for name, corpus in suite.items():
+            index = _eval_index(args, name, corpus)
+            results[name] = evaluate(load(index, mode=args.mode), load_items(Path(args.file, f"{name}.jsonl")),
+                                     corpus_dir=corpus, split=split)
+        if args.json:
+            print(json.dumps({n: r.as_dict(split) for n, r in results.items()}, indent=2, ensure_ascii=False))
+            return 0
+        for half in ("test", "tune") if split is None else (split,):
+            rows = [(name, r.metrics(split=half)) for name, r in results.items()]
+            print(f"\n{half} half\n\n" + table(rows, label="set"))
+        return 0
+    index = _eval_index(args, Path(args.corpus).name, Path(args.corpus)) if args.corpus else args.index
+    report = evaluate(load(index, mode=args.mode), load_items(args.file), corpus_dir=args.corpus, split=split)
     print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) if args.json else format_report(report))
     return 0
+
+
+def _eval_index(args, name: str, corpus) -> str:
+    """An index of corpus for evaluation, kept in the cache and updated incrementally."""
+    import re
+    from pathlib import Path
+
+    from .embedding import DEFAULT_MODEL
+    from .index import build_index
+
+    model = args.model or DEFAULT_MODEL
+    cache = Path(args.cache or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qa" / "eval")
+    folder = cache / f"{name}-{re.sub(r'[^A-Za-z0-9.-]+', '_', Path(model).name)}"
+    report = build_index(corpus_dir=corpus, index_dir=folder, model=model)
+    print(f"{name}: {folder}: {report.summary()}", file=sys.stderr)
+    return str(folder)

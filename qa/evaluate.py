@@ -1,18 +1,39 @@
 """Run a question set (the format of shared/eval/dev.jsonl) and compute its metrics.
 
-Follow-ups are asked turn by turn with the bot's own earlier answers as history.
-Texts are compared after collapsing whitespace and lower-casing.
+Follow-ups are asked turn by turn with the bot's own earlier answers as history; the
+last turn's answer is scored. Texts are compared after collapsing whitespace and
+lower-casing. Every item belongs once and for all to the *tune* or the *test* half of
+its set, decided by a hash of its id (`split_of`): weights and thresholds are fitted on
+tune, the README reports test.
+
+An item may name the document its answer is in (`"source"`): the first quote's document
+is then scored too (`doc@1`), which is what matters in a folder of look-alike files.
+An answer has one of three outcomes: "answered", "uncertain" (quoted with a caveat) or
+"declined". For an answerable item a decline is a miss; for an unanswerable one,
+declining or saying it is uncertain are both honest; an off-topic one must be declined.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .errors import QAError
+
+KINDS = ("fact", "paraphrase", "noisy", "broad", "followup", "offtopic", "unanswerable")
+SPLITS = ("tune", "test")
+# Kinds whose answer is one fact: their quotes should be a sentence, not a paragraph.
+FACT_KINDS = ("fact", "paraphrase", "noisy", "followup")
+
+
+def split_of(item_id: str) -> str:
+    """'tune' or 'test': the item's half, fixed by the first byte of the sha256 of its id."""
+    return SPLITS[hashlib.sha256(item_id.encode("utf-8")).digest()[0] & 1]
 
 
 @dataclass(slots=True)
@@ -22,49 +43,84 @@ class ItemResult:
     question: str
     query: str
     expect: list[str] | None
-    abstained: bool
+    outcome: str  # "answered" | "uncertain" | "declined"
     quotes: list[str]
+    sources: list[str]  # the document of each quote
+    source: str | None  # the document the answer is in, when the item names it
     hit1: bool
     hit3: bool
     verbatim: bool
     latency_ms: float
+    split: str = "tune"
+
+    @property
+    def abstained(self) -> bool:
+        return self.outcome == "declined"
+
+    @property
+    def doc1(self) -> bool | None:
+        """Whether the first quote comes from the expected document; None when that is not known."""
+        if self.source is None or self.expect is None:
+            return None
+        return bool(self.sources) and self.sources[0] == self.source
+
+    @property
+    def right(self) -> bool:
+        """What a user would call right: the answer first for an answerable item, no false quote else."""
+        if self.expect is not None:
+            return self.hit1 and not self.abstained
+        return self.abstained if self.kind == "offtopic" else self.outcome != "answered"
 
 
 @dataclass(slots=True)
 class Report:
     items: list[ItemResult] = field(default_factory=list)
 
-    def metrics(self, kind: str | None = None) -> dict:
-        items = [i for i in self.items if kind is None or i.kind == kind]
+    def select(self, kind: str | None = None, split: str | None = None) -> list[ItemResult]:
+        return [i for i in self.items if (kind is None or i.kind == kind) and (split is None or i.split == split)]
+
+    def metrics(self, kind: str | None = None, split: str | None = None) -> dict:
+        items = self.select(kind, split)
         answerable = [i for i in items if i.expect is not None]
-        unanswerable = [i for i in items if i.expect is None]
+        offtopic = [i for i in items if i.expect is None and i.kind == "offtopic"]
+        unanswerable = [i for i in items if i.expect is None and i.kind != "offtopic"]
+        named = [i for i in answerable if i.source is not None]
+        facts = [len(i.quotes[0]) for i in answerable if i.quotes and i.kind in FACT_KINDS]
         first = [len(i.quotes[0]) for i in items if i.quotes]
-        share = lambda xs, f: round(sum(map(f, xs)) / len(xs), 3) if xs else None
         return {
             "items": len(items),
-            "hit@1": share(answerable, lambda i: i.hit1),
-            "hit@3": share(answerable, lambda i: i.hit3),
-            "abstention": share(unanswerable, lambda i: i.abstained),
-            "false_abstention": share(answerable, lambda i: i.abstained),
-            "verbatim": share([i for i in items if i.quotes], lambda i: i.verbatim),
+            "hit@1": _share(answerable, lambda i: i.hit1),
+            "hit@3": _share(answerable, lambda i: i.hit3),
+            "doc@1": _share(named, lambda i: i.doc1),
+            "declined": _share(answerable, lambda i: i.abstained),
+            "uncertain": _share(answerable, lambda i: i.outcome == "uncertain"),
+            "offtopic_declined": _share(offtopic, lambda i: i.abstained),
+            "unanswerable_caught": _share(unanswerable, lambda i: i.outcome != "answered"),
+            "verbatim": _share([i for i in items if i.quotes], lambda i: i.verbatim),
+            "median_fact_quote_chars": statistics.median(facts) if facts else None,
             "median_first_quote_chars": statistics.median(first) if first else None,
             "median_latency_ms": round(statistics.median(i.latency_ms for i in items), 2) if items else None,
         }
 
-    def misses(self) -> list[ItemResult]:
-        return [i for i in self.items if (i.expect is None) != i.abstained or (i.expect is not None and not i.hit1)]
+    def misses(self, split: str | None = None) -> list[ItemResult]:
+        return [i for i in self.select(split=split) if not i.right]
 
-    def as_dict(self) -> dict:
-        kinds = sorted({i.kind for i in self.items})
+    def as_dict(self, split: str | None = None) -> dict:
+        kinds = sorted({i.kind for i in self.select(split=split)})
         return {
-            "overall": self.metrics(),
-            "by_kind": {k: self.metrics(k) for k in kinds},
+            "overall": self.metrics(split=split),
+            "by_kind": {k: self.metrics(k, split) for k in kinds},
             "misses": [
-                {"id": i.id, "kind": i.kind, "query": i.query, "expect": i.expect, "abstained": i.abstained,
+                {"id": i.id, "kind": i.kind, "query": i.query, "expect": i.expect, "outcome": i.outcome,
+                 "source": i.source, "first_source": i.sources[0] if i.sources else None,
                  "first_quote": i.quotes[0] if i.quotes else None}
-                for i in self.misses()
+                for i in self.misses(split)
             ],
         }
+
+
+def _share(items: list[ItemResult], test: Callable[[ItemResult], bool]) -> float | None:
+    return round(sum(bool(test(i)) for i in items) / len(items), 3) if items else None
 
 
 def _norm(text: str) -> str:
@@ -72,19 +128,61 @@ def _norm(text: str) -> str:
 
 
 def load_items(path: str | Path) -> list[dict]:
+    """The items of a JSON-lines question set; QAError naming the line when one is malformed."""
     items = []
     for n, line in enumerate(Path(path).read_text("utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                items.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise QAError(f"{path}:{n} is not JSON ({e.msg})") from e
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise QAError(f"{path}:{n} is not JSON ({e.msg})") from e
+        problem = _problem(item)
+        if problem:
+            raise QAError(f"{path}:{n}: {problem}")
+        items.append(item)
     return items
 
 
-def evaluate(bot, items: list[dict]) -> Report:
+def _problem(item) -> str | None:
+    """What makes item unusable, or None."""
+    if not isinstance(item, dict):
+        return "an item must be a JSON object"
+    if not isinstance(item.get("id"), str) or not item["id"]:
+        return "an item needs a text 'id'"
+    turns = item.get("turns")
+    if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
+        return f"item {item['id']}: 'turns' must be a non-empty list of questions"
+    expect = item.get("expect")
+    if expect is not None and (not isinstance(expect, list) or not expect
+                               or not all(isinstance(e, str) and e.strip() for e in expect)):
+        return f"item {item['id']}: 'expect' must be null or a non-empty list of strings"
+    if not isinstance(item.get("kind"), str):
+        return f"item {item['id']}: 'kind' must be text"
+    return None
+
+
+def evaluate(bot, items: list[dict], corpus_dir: str | Path | None = None, split: str | None = None) -> Report:
+    """Ask every item (of one split, if given) and score the answers.
+
+    Quotes are checked verbatim against the document as the bot holds it, and also against the file
+    on disk when corpus_dir is given (the index must not drift from the corpus it claims to quote).
+    """
+    from .corpus import read_document
+
+    on_disk: dict[str, str | None] = {}
+
+    def disk_text(source: str) -> str | None:
+        if source not in on_disk:
+            path = Path(corpus_dir, source)
+            on_disk[source] = read_document(path, source).text if path.suffix in (".txt", ".md") else None
+        return on_disk[source]
+
     report = Report()
     for item in items:
+        half = split_of(item["id"])
+        if split is not None and half != split:
+            continue
         history: list[dict] = []
         for turn in item["turns"]:
             started = time.perf_counter()
@@ -94,16 +192,21 @@ def evaluate(bot, items: list[dict]) -> Report:
         expect = item.get("expect")
         texts = [q.text for q in answer.quotes]
         contains = lambda t: expect is not None and any(_norm(e) in _norm(t) for e in expect)
-        verbatim = all(bot.data.documents[q.source].text[q.start : q.end] == q.text for q in answer.quotes)
+        verbatim = all(bot.document(q.source).text[q.start : q.end] == q.text for q in answer.quotes)
+        if corpus_dir is not None:
+            verbatim = verbatim and all(
+                (text := disk_text(q.source)) is None or text[q.start : q.end] == q.text for q in answer.quotes
+            )
         report.items.append(ItemResult(
-            item["id"], item["kind"], item["turns"][-1], answer.query, expect, answer.abstained, texts,
-            bool(texts) and contains(texts[0]), any(contains(t) for t in texts[:3]), verbatim, latency,
+            item["id"], item["kind"], item["turns"][-1], answer.query, expect, answer.outcome, texts,
+            [q.source for q in answer.quotes], item.get("source"),
+            bool(texts) and contains(texts[0]), any(contains(t) for t in texts[:3]), verbatim, latency, half,
         ))
     return report
 
 
-_RATES = ("hit@1", "hit@3", "abstention", "false_abstention", "verbatim")
-_COUNTS = ("items", "median_first_quote_chars", "median_latency_ms")
+_RATES = ("hit@1", "hit@3", "doc@1", "declined", "uncertain", "offtopic_declined", "unanswerable_caught", "verbatim")
+COLUMNS = ("items", *_RATES, "median_fact_quote_chars")
 
 
 def _cell(name: str, value) -> str:
@@ -112,16 +215,39 @@ def _cell(name: str, value) -> str:
     return f"{value:.0%}" if name in _RATES else f"{value:g}"
 
 
-def format_report(report: Report) -> str:
+def table(rows: list[tuple[str, dict]], columns=COLUMNS, label: str = "kind") -> str:
+    """Metrics dicts as a Markdown table, one row each."""
+    lines = [f"| {label} | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    lines += [f"| {name} | " + " | ".join(_cell(c, m[c]) for c in columns) + " |" for name, m in rows]
+    return "\n".join(lines)
+
+
+def format_report(report: Report, split: str | None = None) -> str:
     """The metrics as a Markdown table, overall and per kind, then the misses."""
-    data = report.as_dict()
-    cols = ["items", *_RATES, "median_first_quote_chars", "median_latency_ms"]
-    lines = ["| kind | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
-    for name, m in [("overall", data["overall"]), *data["by_kind"].items()]:
-        lines.append(f"| {name} | " + " | ".join(_cell(c, m[c]) for c in cols) + " |")
+    data = report.as_dict(split)
+    lines = [table([("overall", data["overall"]), *data["by_kind"].items()])]
     if data["misses"]:
         lines.append("\nmisses:")
         for m in data["misses"]:
             quote = (m["first_quote"] or "")[:120].replace("\n", " ")
-            lines.append(f"- {m['id']} ({m['kind']}) {m['query']!r} abstained={m['abstained']} first quote: {quote!r}")
+            where = f" from {m['first_source']}" if m["source"] and m["first_source"] != m["source"] else ""
+            lines.append(f"- {m['id']} ({m['kind']}) {m['query']!r} {m['outcome']}{where}: {quote!r}")
     return "\n".join(lines)
+
+
+SUITE_FILE = "corpora.json"
+
+
+def load_suite(folder: str | Path) -> dict[str, Path]:
+    """{set name: corpus folder} from folder/corpora.json; paths in it are relative to that file's folder."""
+    folder = Path(folder)
+    try:
+        mapping = json.loads((folder / SUITE_FILE).read_text("utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise QAError(f"cannot read {folder / SUITE_FILE} ({e}) — it maps each set name to its corpus folder") from e
+    suite = {}
+    for name, corpus in mapping.items():
+        if not (folder / f"{name}.jsonl").is_file():
+            raise QAError(f"{folder / SUITE_FILE} names set {name!r} but {folder / (name + '.jsonl')} does not exist")
+        suite[name] = (folder / corpus).resolve()
+    return suite

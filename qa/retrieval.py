@@ -135,16 +135,17 @@ class Lexicon:
         df = self.df.get(term, 0)
         return math.log(1 + (self.size - df + 0.5) / (df + 0.5))
 
-    def correct(self, text: str) -> str:
+    def correct(self, text: str, known: frozenset[str] = frozenset()) -> str:
         """text with each unknown word one edit away from a corpus word replaced by it ("adress" -> "address");
-        names are left as typed."""
+        names, and words of `known` (real words the corpus happens not to use: "project" is not a typo of
+        "protect"), are left as typed."""
 
         names = set(looks_like_names(text))  # "Apple" is not a typo of "apply"
 
         def fix(m: re.Match) -> str:
             word = m.group(0)
             low = word.lower()
-            if word in names:
+            if word in names or low in known:
                 return word
             if (len(low) < MIN_CORRECTABLE or len(low) > self._longest + 1  # no corpus word is one edit away
                     or low in self.words or not low.isalpha() or self._stem(low) in self.vocab):
@@ -254,14 +255,18 @@ class Retriever:
         keep = ids[0] >= 0
         return ids[0][keep], scores[0][keep]
 
-    def rank(self, qvec: np.ndarray, terms: Sequence[str], k: int) -> list[tuple[int, float]]:
-        """The top k (chunk number, fused score), best first."""
+    def rank(self, qvec: np.ndarray, terms: Sequence[str], k: int, context_terms: Sequence[str] = (),
+             context_weight: float = 0.5) -> list[tuple[int, float]]:
+        """The top k (chunk number, fused score), best first. context_terms (of the earlier question a
+        follow-up leans on) add their BM25 score at context_weight."""
         depth = max(4 * k, 50)
         rankings = []
         if self.mode in ("hybrid", "dense"):
             rankings.append(self.dense(qvec, depth)[0].tolist())
         if self.mode in ("hybrid", "bm25"):
             lexical = self.lexicon.scores(terms)
+            if context_terms:
+                lexical = lexical + context_weight * self.lexicon.scores(context_terms)
             rankings.append(top_k(lexical, depth).tolist())
         fused = rrf(rankings)
         return sorted(fused.items(), key=lambda kv: -kv[1])[:k]
