@@ -1,4 +1,4 @@
-"""The chat UI: `python app.py [--host H] [--port P] [--index DIR] [--corpus DIR]`.
+"""The chat UI and the JSON API: `python app.py [--host H] [--port P] [--index DIR] [--corpus DIR] [--workers N]`.
 
 Builds the index first if it is missing or stale, then serves on http://127.0.0.1:7860.
 """
@@ -8,8 +8,12 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
+import shutil
+import signal
 import socket
 import sys
+import tempfile
 import threading
 
 from qa.cli import set_offline_env
@@ -20,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default: 7860; 0: any free port)")
     p.add_argument("--index", default="index", help="index folder (default: index)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes answering /api/ask and /api/retrieve, each loading the index "
+                        "(default: 0, this process's threads)")
     p.add_argument("--corpus", default=None,
                    help="corpus folder to check the index against and build it from "
                         "(default: the one the index was built from, else corpus)")
@@ -29,8 +36,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("qa").setLevel(logging.INFO)
 
+    # Gradio's file cache goes to a folder of this process (read when gradio is imported), removed on
+    # exit, instead of a /tmp/gradio shared by every Gradio app on the machine and never cleaned.
+    cache = tempfile.mkdtemp(prefix="qa-gradio-")
+    os.environ["GRADIO_TEMP_DIR"] = cache
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so that a plain `kill` also removes it
+    try:
+        return serve(args)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def serve(args: argparse.Namespace) -> int:
     from qa import QAError
-    from qa import ui
+    from qa import api, ui
 
     # Importing gradio (~2 s) and loading the index (~0.4 s, much of it in onnxruntime and faiss,
     # which release the GIL) overlap: the first HTTP 200 comes that much sooner.
@@ -43,11 +62,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     importer.join()
     logging.getLogger("qa.app").info("loaded %s/: %s", args.index, ui.describe(bot))
+    current = ui.Reloader(bot, args.index)
+    engine = api.Engine(current, args.index, workers=args.workers)
     try:
-        ui.launch(ui.build_demo(bot, index_dir=args.index), host=args.host, port=args.port)
+        ui.launch(ui.build_demo(bot, current), host=args.host, port=args.port,
+                  api=api.build_api(engine, lambda: api.health_fields(current())))
     except OSError as e:  # the port is taken, or the host is not an address of this machine
         print(f"error: cannot serve on {args.host}:{args.port}: {e} — {_fix(e)}", file=sys.stderr)
         return 1
+    finally:
+        engine.close()
     return 0
 
 

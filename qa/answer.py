@@ -397,10 +397,13 @@ def escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
-def render(quotes: list[Quote], about: str = "") -> str:
-    """The reply: each quote as a block quote under its citation; for a follow-up, the earlier question
-    it was taken to follow, in the user's own words."""
-    parts = []
+UNCERTAIN = "I am not sure my documents answer this. The closest they come:"
+
+
+def render(quotes: list[Quote], about: str = "", uncertain: bool = False) -> str:
+    """The reply: each quote as a block quote under its citation (after a caveat when uncertain); for a
+    follow-up, the earlier question it was taken to follow, in the user's own words."""
+    parts = [UNCERTAIN] if uncertain else []
     for i, q in enumerate(quotes):
         lead = "According to" if i == 0 else "Also, from"
         body = "\n".join("> " + escape(line) if line.strip() else ">" for line in q.text.splitlines())

@@ -18,6 +18,7 @@ from .answer import (
 from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
 from .conversation import Message, Resolved, resolve
 from .corpus import Document
+from .decision import load_decision
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
 from .errors import CorpusError, InvalidQuestionError, ModelError, QAError, StaleIndexError
 from .index import IndexData, load_index, read_manifest, staleness
@@ -51,7 +52,8 @@ def clean_question(question: object) -> str:
 class Bot:
     """Retrieval and quoting over one loaded index."""
 
-    def __init__(self, data: IndexData, encoder: Embedder, mode: str = "hybrid", scoring: Scoring = Scoring()):
+    def __init__(self, data: IndexData, encoder: Embedder, mode: str = "hybrid", scoring: Scoring = Scoring(),
+                 decide: bool = True):
         # One signal alone, for comparison (python -m qa eval --mode): chunk ranking and sentence scoring both.
         if mode == "dense":
             scoring = replace(scoring, lexical_weight=0.0)
@@ -68,6 +70,7 @@ class Bot:
         self._sections = _sections(data)
         words = getattr(encoder, "words", None)
         self.known_words = words() if words else frozenset()
+        self.decision = load_decision(data.manifest["model"]["name"]) if decide else None
 
     @property
     def manifest(self) -> dict:
@@ -90,21 +93,57 @@ class Bot:
         return [self.retriever.passage(c, s) for c, s in ranked]
 
     def ask(self, question: str, history: Sequence[Message] | None = None) -> Answer:
-        """Answer with verbatim quotes, or abstain; history is the chat so far (Gradio messages)."""
+        """Answer with verbatim quotes, say the closest passage is uncertain, or decline; history is the
+        chat so far (Gradio messages)."""
+        return self.respond(question, history)[0]
+
+    def respond(self, question: str, history: Sequence[Message] | None = None) -> tuple[Answer, dict]:
+        """The answer, and the signals its outcome was decided on (empty when nothing was searched)."""
         text = clean_question(question)
         turn = resolve(text, history)
         if turn.kind == "smalltalk":
             return Answer(render_refusal(self.suggestions(), "I answer questions by quoting my documents."),
-                          [], True, text)
+                          [], True, text), {}
         query = self.query(turn)
         candidates, hints = self.candidates(query)
-        reason = self._abstain_reason(query.text, candidates)
-        if reason:
-            return Answer(render_refusal(self.suggestions(), reason), [], True, query.text, about=turn.about)
+        declined = lambda reason: Answer(render_refusal(self.suggestions(), reason), [], True, query.text,
+                                         about=turn.about)
+        if not candidates:
+            return declined(_NOT_ABOUT), {}
         quotes = select_quotes(self.data, self.units, candidates, self.scoring, answer_check(hints), query.broad)
-        if self.scoring.min_support > 0 and dates_missing(query.text, quotes):
-            return Answer(render_refusal(self.suggestions(), _NOT_SAID), [], True, query.text, about=turn.about)
-        return Answer(render(quotes, turn.about), quotes, False, query.text, about=turn.about)
+        signals = self.signals(query.text, candidates, quotes)
+        if self.decision is None:  # no decision fitted for this model: the support threshold alone
+            reason = self._abstain_reason(query.text, candidates)
+            if reason or (self.scoring.min_support > 0 and signals["no_date"]):
+                return declined(reason or _NOT_SAID), signals
+            outcome = "answered"
+        else:
+            outcome = self.decision.outcome(signals)
+            if outcome == "declined":
+                return declined(_NOT_ABOUT if signals["best"] < self.decision.near else _NOT_SAID), signals
+        return Answer(render(quotes, turn.about, uncertain=outcome == "uncertain"), quotes, False, query.text,
+                      outcome, turn.about), signals
+
+    def signals(self, query: str, candidates: list[Candidate], quotes: list) -> dict[str, float]:
+        """What the answer-or-decline decision looks at (decision.SIGNALS), for the first candidate."""
+        lexicon = self.sentence_lexicon
+        first = candidates[0]
+        present = set(lexicon.terms(self.units.context(first.row)))
+        frame = set(lexicon.terms(asked_kind(query)))
+        terms = [t for t in dict.fromkeys(lexicon.terms(query)) if t not in frame]
+        total = sum(lexicon.idf(t) for t in terms)
+        names = [ts for w in looks_like_names(query) if (ts := lexicon.terms(w))]
+        share = lambda found: sum(map(found, names)) / len(names) if names else 0.0
+        return {
+            "best": max(c.similarity for c in candidates[:3]),
+            "score": first.score,
+            "margin": first.score - candidates[1].score if len(candidates) > 1 else first.score,
+            "support": self.support(query, candidates),
+            "coverage": sum(lexicon.idf(t) for t in terms if t in present) / total if total else 1.0,
+            "names_unknown": share(lambda ts: any(t not in lexicon.df for t in ts)),
+            "names_unquoted": share(lambda ts: any(t not in present for t in ts)),
+            "no_date": float(dates_missing(query, quotes)),
+        }
 
     def query(self, turn: Resolved) -> Query:
         """What is searched for a turn: its words (typos corrected) and, for a follow-up, the earlier

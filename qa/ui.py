@@ -20,6 +20,7 @@ every import.
 from __future__ import annotations
 
 import html
+import json
 import importlib.abc
 import importlib.machinery
 import logging
@@ -31,13 +32,14 @@ import threading
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .answer import Answer, Quote, escape
 from .errors import IndexCorruptError, IndexNotFoundError, QAError, StaleIndexError
 
 if TYPE_CHECKING:
     import gradio as gr
+    from fastapi import FastAPI
 
     from .bot import Bot
 
@@ -56,6 +58,7 @@ SESSIONS = 1000
 EXAMPLES_LABEL = "Examples"
 SUGGESTIONS_LABEL = "I can answer questions like these"
 CONCURRENCY = 2
+CACHE_SECONDS = 3600
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
 _PANEL_EMPTY = '<p class="qa-empty">The passages quoted in an answer appear here, each in its paragraph.</p>'
@@ -357,14 +360,14 @@ def import_gradio():
     return sys.modules["gradio"]
 
 
-def build_demo(bot: "Bot", index_dir: str | Path | None = None) -> "gr.Blocks":
+def build_demo(bot: "Bot", current: Callable[[], "Bot"] | None = None) -> "gr.Blocks":
     """The chat app over bot: chat, examples, suggestions, the quoted paragraphs, and the API.
 
-    With index_dir, answers come from the index there as it is rebuilt (see Reloader).
+    With current (a Reloader), answers come from the bot it returns, which follows rebuilds.
     """
     gr = import_gradio()
 
-    current = Reloader(bot, index_dir) if index_dir is not None else (lambda: bot)
+    current = current or (lambda: bot)
 
     title = corpus_title(bot)
     examples = example_questions(bot)
@@ -416,7 +419,9 @@ def build_demo(bot: "Bot", index_dir: str | Path | None = None) -> "gr.Blocks":
         except QAError as e:
             raise gr.Error(str(e), print_exception=False) from e  # the caller's mistake: no traceback in the log
 
-    with gr.Blocks(title=title, fill_width=False) as demo:
+    # Nothing here writes to Gradio's cache (uploads are refused, outputs are text); should a future
+    # component do so, its files are deleted hourly once an hour old, and all of them on restart.
+    with gr.Blocks(title=title, fill_width=False, delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as demo:
         gr.Markdown(f"# {escape(title)}\n{escape(describe(bot))}")
         session = gr.State(new_session())
         with gr.Row(equal_height=False):
@@ -457,21 +462,82 @@ def build_demo(bot: "Bot", index_dir: str | Path | None = None) -> "gr.Blocks":
 # Gradio's file route fetches a URL given in place of a path (/gradio_api/file=https://…), looking
 # its host up over DNS-over-HTTPS: an offline app must not make requests on a caller's behalf.
 _REMOTE_FILE = re.compile(r"/gradio_api/file[=/][a-z][a-z0-9+.-]*:", re.I)
+# Routes Gradio mounts for features this app does not have. Each takes a body to disk or to another
+# host, or changes the app: file uploads (unlimited: 300 MB was written in 1.1 s), recordings, streamed
+# media input, component server calls, the Spaces proxy, run history, vibe editing, dev reload.
+_UNUSED_ROUTE = re.compile(
+    r"/(gradio_api/)?(upload|upload_progress|process_recording|stream/|component_server|proxy=|"
+    r"run-history/|vibe-|undo-vibe-|dev/reload)", re.I)
+MAX_BODY_BYTES = 1 << 20  # the largest legitimate body is a 2,000-character question with 40 messages
 
 
-class NoRemoteFiles:
-    """ASGI middleware: 403 for a file request naming a URL, before Gradio would fetch it."""
+class Guard:
+    """ASGI middleware in front of Gradio: refuses what this app never serves before Gradio reads it.
 
-    def __init__(self, app):
-        self.app = app
+    Unused routes (see _UNUSED_ROUTE) and file requests naming a URL get 403 without their body being
+    read; a body over MAX_BODY_BYTES gets 413 — at once when Content-Length says so, else as soon as the
+    streamed bytes pass the cap (the app then sees the client gone). Refusals are JSON, like the API's.
+    """
+
+    def __init__(self, app, max_body: int = MAX_BODY_BYTES):
+        self.app, self.max_body = app, max_body
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and _REMOTE_FILE.match(scope.get("path", "")):
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
-            await send({"type": "http.response.body", "body": b"This app serves no remote files."})
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        if _REMOTE_FILE.match(path):
+            return await refuse(send, 403, "This app serves no remote files.")
+        if _UNUSED_ROUTE.match(path):
+            return await refuse(send, 403, "This app takes no uploads, recordings or streams; "
+                                           "ask questions with POST /api/ask.")
+        length = dict(scope.get("headers", ())).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            return await refuse(send, 413, self._too_large())
+        await _Capped(self, scope, receive, send).run()
+
+    def _too_large(self) -> str:
+        return f"The request body is over {self.max_body:,} bytes; a question is at most 2,000 characters."
+
+
+class _Capped:
+    """One request whose streamed body is counted; past the cap, 413 and a disconnect for the app."""
+
+    def __init__(self, guard: Guard, scope, receive, send):
+        self.guard, self.scope, self._receive, self._send = guard, scope, receive, send
+        self.received, self.started, self.refused = 0, False, False
+
+    async def run(self):
+        await self.guard.app(self.scope, self.receive, self.send)
+
+    async def receive(self):
+        if self.refused:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.guard.max_body:
+                self.refused = True
+                if not self.started:
+                    await refuse(self._send, 413, self.guard._too_large())
+                return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message):
+        if self.refused:  # the refusal was the response
             return
-        await self.app(scope, receive, send)
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+
+async def refuse(send, status: int, message: str) -> None:
+    """A complete JSON error response: {"error": message}."""
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 QUEUE_POLL_SECONDS = 0.02  # measured: idle 6.6% -> 1.3% of a core; a /chat round trip stays ~77 ms
@@ -508,14 +574,21 @@ def bindable_port(host: str, port: int) -> int:
         return s.getsockname()[1]
 
 
-def launch(demo: "gr.Blocks", host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Serve the app with safe defaults: local only, bounded queue, no monitoring, no extra files.
+def app_kwargs(api: "FastAPI | None" = None) -> dict:
+    """The FastAPI options of the served app: the Guard in front, the JSON API (qa.api) at /api."""
+    from starlette.middleware import Middleware
+    from starlette.routing import Mount
+
+    return {"middleware": [Middleware(Guard)], "routes": [Mount("/api", app=api)] if api is not None else []}
+
+
+def launch(demo: "gr.Blocks", host: str = "127.0.0.1", port: int = 7860, api: "FastAPI | None" = None) -> None:
+    """Serve the app with safe defaults: local only, bounded queue, no monitoring, no extra files;
+    with api (qa.api.build_api) mounted at /api.
 
     Port 0 serves on any free port; the line "Running on local URL" says which. (Gradio binds a port
     by number, so it cannot be handed port 0 itself.)
     """
-    from starlette.middleware import Middleware
-
     set_up_queue(demo)
     for attempt in range(1 if port else PORT_ATTEMPTS):
         try:
@@ -523,8 +596,7 @@ def launch(demo: "gr.Blocks", host: str = "127.0.0.1", port: int = 7860) -> None
             demo.launch(
                 server_name=host, server_port=bindable_port(host, port), share=False, enable_monitoring=False,
                 ssr_mode=False, mcp_server=False, pwa=False, show_error=False, css=CSS, footer_links=["api"],
-                app_kwargs={"middleware": [Middleware(NoRemoteFiles)]}, state_session_capacity=SESSIONS,
-                quiet=True, prevent_thread_lock=True,
+                app_kwargs=app_kwargs(api), state_session_capacity=SESSIONS, quiet=True, prevent_thread_lock=True,
             )
             break
         except OSError:

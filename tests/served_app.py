@@ -45,6 +45,23 @@ def status(url: str, timeout: float = 5) -> int | None:
         return None
 
 
+def raw_request(port: int, head: str, body: bytes = b"", timeout: float = 30) -> tuple[int, bytes]:
+    """One raw HTTP/1.1 exchange: (status, body). The server may answer before the body is all sent."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            s.sendall(head.encode() + body)
+        except (BrokenPipeError, ConnectionResetError):  # it answered and closed: the answer is queued
+            pass
+        data = b""
+        try:
+            while chunk := s.recv(65536):
+                data += chunk
+        except ConnectionResetError:  # after the answer, for the unsent rest of the body
+            pass
+    status_line, _, rest = data.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
 @dataclass
 class App:
     url: str
@@ -116,11 +133,12 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def serve(*args: str, workdir: Path, guard: bool = True) -> Iterator[App]:
-    """`python app.py --port 0 *args` in workdir; yields once it listens and answers 200; always stops it."""
+def serve(*args: str, workdir: Path, guard: bool = True, env: dict[str, str] | None = None) -> Iterator[App]:
+    """`python app.py --port 0 *args` in workdir, with env added to a user's; yields once it listens and
+    answers 200; always stops it."""
     log = Path(tempfile.mkstemp(dir=workdir, prefix="app-", suffix=".log")[1])
     net_log = log.with_suffix(".net.log") if guard else None
-    env = app_env(write_guard(workdir / "guard") if guard else None, net_log)
+    env = {**app_env(write_guard(workdir / "guard") if guard else None, net_log), **(env or {})}
     proc, running = start(*args, workdir=workdir, env=env, log=log)
     try:
         if running is None:

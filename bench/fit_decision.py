@@ -1,0 +1,143 @@
+"""Fit the answer/uncertain/decline decision (qa/decision.py) on the tune halves of every question set.
+
+    python bench/fit_decision.py [--model all-MiniLM-L6-v2 --model all-mpnet-base-v2] [--sets tests/data/sets]
+
+For each model: every set's corpus is indexed (cached, as `qa eval` does), every *tune* item is asked
+with the decision switched off, and the signals of its last turn are kept with a label: 1 when the
+item is answerable and the first quote holds the answer, else 0. A logistic regression
+(scikit-learn, `pip install -e '.[tune]'`) is fitted on the standardised signals; the two thresholds
+are the pair that costs least on the same items (below). The result and the figures it was fitted on
+go into qa/decision.json. Test halves are never read here: `python -m qa eval tests/data/sets`
+reports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# What a wrong outcome costs, per item (tune half). A declined answerable question and an off-topic
+# question that is not declined are the errors users notice most; "uncertain" on an answerable one
+# costs a little (the answer is shown, with a caveat); an uncertain unanswerable one is honest enough.
+COST = {
+    ("answerable-right", "declined"): 1.0, ("answerable-right", "uncertain"): 0.25,
+    ("answerable-wrong", "declined"): 0.5, ("answerable-wrong", "answered"): 0.5,
+    ("offtopic", "uncertain"): 1.0, ("offtopic", "answered"): 1.0,
+    ("unanswerable", "uncertain"): 0.2, ("unanswerable", "answered"): 1.0,
+}
+
+
+def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
+    """The signals and labels of every tune item of every set, asked with the decision off."""
+    from dataclasses import replace
+
+    import qa
+    from qa.cli import set_offline_env
+    from qa.evaluate import _norm, load_items, load_suite, split_of
+    from qa.index import build_index
+
+    set_offline_env()
+    rows = []
+    for name, corpus in load_suite(sets).items():
+        folder = (cache or Path.home() / ".cache" / "qa" / "eval") / f"{name}-{Path(model).name}"
+        build_index(corpus_dir=corpus, index_dir=folder, model=model)
+        bot = qa.load(folder)
+        bot.decision, bot.scoring = None, replace(bot.scoring, min_support=0.0)
+        for item in load_items(sets / f"{name}.jsonl"):
+            if split_of(item["id"]) != "tune":
+                continue
+            history: list[dict] = []
+            for turn in item["turns"]:
+                answer, signals = bot.respond(turn, history)
+                history += [{"role": "user", "content": turn}, {"role": "assistant", "content": answer.text}]
+            expect = item.get("expect")
+            right = expect is not None and bool(answer.quotes) and any(
+                _norm(e) in _norm(answer.quotes[0].text) for e in expect)
+            group = ("answerable-right" if right else "answerable-wrong") if expect is not None else (
+                "offtopic" if item["kind"] == "offtopic" else "unanswerable")
+            if signals:
+                rows.append({"set": name, "id": item["id"], "group": group, "label": int(right), "signals": signals})
+    return rows
+
+
+def fit(rows: list[dict]) -> dict:
+    """The fitted Decision (as a dict) and its figures on the items it was fitted on."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import StandardScaler
+
+    from qa.decision import SIGNALS, Decision
+
+    # nothing near: the cut on `best` that misclassifies fewest off-topic vs answerable items, midway in its gap
+    off = sorted(r["signals"]["best"] for r in rows if r["group"] == "offtopic")
+    on = sorted(r["signals"]["best"] for r in rows if r["group"].startswith("answerable"))
+    values = sorted(set(off + on))
+    errors = lambda t: sum(b >= t for b in off) + sum(b < t for b in on)
+    cut = min(((errors(t), -t) for t in values + [values[-1] + 1e-6]), key=lambda e: e)
+    above = -cut[1]
+    below = max([v for v in values if v < above], default=above)
+    near = round((above + below) / 2, 4)
+
+    kept = [r for r in rows if r["signals"]["best"] >= near]
+    x = np.array([[r["signals"][s] for s in SIGNALS] for r in kept], dtype=float)
+    y = np.array([r["label"] for r in kept])
+    scaler = StandardScaler().fit(x)
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    lr = LogisticRegression(C=1.0, max_iter=1000).fit((x - scaler.mean_) / scale, y)
+    decision = Decision(tuple(lr.coef_[0].tolist()), float(lr.intercept_[0]), 1.0, 0.0, near,
+                        tuple(scaler.mean_.tolist()), tuple(scale.tolist()))
+    p = np.array([decision.probability(r["signals"]) for r in rows])
+    cuts = sorted(set(np.round(p, 3).tolist()) | {0.0, 1.0})
+    best = None
+    for i, lo in enumerate(cuts):
+        for hi in cuts[i:]:
+            outcomes = ["declined" if r["signals"]["best"] < near else "answered" if q >= hi else
+                        "uncertain" if q >= lo else "declined" for r, q in zip(rows, p)]
+            cost = sum(COST.get((r["group"], o), 0.0) for r, o in zip(rows, outcomes))
+            if best is None or cost < best[0] - 1e-9:
+                best = (cost, lo, hi, outcomes)
+    cost, lo, hi, outcomes = best
+    decision = Decision(decision.weights, decision.bias, hi, lo, near, decision.mean, decision.scale)
+    table: dict[str, dict[str, int]] = {}
+    for r, o in zip(rows, outcomes):
+        table.setdefault(r["group"], {}).setdefault(o, 0)
+        table[r["group"]][o] += 1
+    kept_p = np.array([decision.probability(r["signals"]) for r in kept])
+    return {
+        "decision": decision.as_dict(),
+        "fitted_on": {"split": "tune", "items": len(rows), "positives": int(sum(r["label"] for r in rows)),
+                      "sets": sorted({r["set"] for r in rows})},
+        "tune": {"auc": round(float(roc_auc_score(y, kept_p)), 3), "cost": round(cost, 2), "outcomes": table},
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", action="append", help="repeatable; default: both shipped models")
+    p.add_argument("--sets", type=Path, default=ROOT / "tests" / "data" / "sets")
+    p.add_argument("--cache", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=ROOT / "qa" / "decision.json")
+    p.add_argument("--rows", type=Path, default=None, help="also write the collected signals here (JSON)")
+    args = p.parse_args()
+    from qa.decision import model_key
+
+    fitted = json.loads(args.out.read_text("utf-8")) if args.out.exists() else {"models": {}}
+    for model in args.model or ["sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-mpnet-base-v2"]:
+        rows = collect(model, args.sets, args.cache)
+        if args.rows:
+            args.rows.write_text(json.dumps(rows), "utf-8")
+        result = fit(rows)
+        fitted["models"][model_key(model)] = result
+        print(model, json.dumps(result["tune"]), json.dumps(result["decision"]["weights"]))
+    args.out.write_text(json.dumps(fitted, indent=2) + "\n", "utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

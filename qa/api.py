@@ -1,0 +1,290 @@
+"""The JSON HTTP API beside the chat UI: POST /api/ask, POST /api/retrieve, GET /api/health, /api/docs.
+
+A FastAPI app mounted at /api inside Gradio's own app: the same process, port, body cap and refusals
+(`qa.ui.Guard`) as the UI, and none of Gradio's queue protocol (join, then a polled event stream),
+which cost ~20× the answer itself. Bodies are parsed here, whatever their Content-Type (`curl -d`
+sends form-encoded), so every bad input gets a 4xx `{"error": "…"}` that says what to fix: invalid
+JSON or UTF-8 → 400; a missing, empty, non-text or over-long question, bad history or k → 422.
+
+Answers are computed by an `Engine`: threads of this process (workers=0), or worker processes that
+each load the read-only index (its vectors memory-mapped where FAISS and numpy allow) and follow its
+rebuilds — the bot is CPU-bound and one Python process uses about one core. The trade-off is memory:
+each worker holds its own encoder and index (see the README's table).
+"""
+
+import asyncio
+import json
+import logging
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
+from .errors import QAError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from .bot import Bot
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGES = 40  # history messages accepted (the UI keeps as many)
+MAX_MESSAGE_CHARS = 4000  # one history message: an answer with its three quotes fits
+MAX_K = 50
+EXAMPLE_QUESTION = "How many member parliaments does the IPU have?"
+
+
+# ---- where the work runs ------------------------------------------------------------------------------
+
+_worker_bot: Callable[[], "Bot"] | None = None  # in a worker process: its bot, following rebuilds
+
+
+def _start_worker(index_dir: str) -> None:
+    """Runs once in each worker process: load the index (no staleness check: the parent did that)."""
+    global _worker_bot
+    from . import load
+    from .ui import Reloader
+
+    _worker_bot = Reloader(load(index_dir, check_stale=False), index_dir)
+
+
+def _ready() -> bool:
+    return _worker_bot is not None
+
+
+def answer_json(bot: "Bot", question: Any, history: list[dict]) -> dict:
+    """bot.ask as JSON-ready data: every field of Answer, present and future (dataclasses.asdict)."""
+    return asdict(bot.ask(question, history=history))
+
+
+def passages_json(bot: "Bot", question: Any, k: int) -> list[dict]:
+    return [asdict(p) for p in bot.retrieve(question, k=k)]
+
+
+def _ask_in_worker(question: Any, history: list[dict]) -> dict:
+    return answer_json(_worker_bot(), question, history)
+
+
+def _retrieve_in_worker(question: Any, k: int) -> list[dict]:
+    return passages_json(_worker_bot(), question, k)
+
+
+class Engine:
+    """Runs asks and retrieves: in this process's threads (workers=0) or in `workers` processes."""
+
+    def __init__(self, current: Callable[[], "Bot"], index_dir: str | Path | None = None, workers: int = 0):
+        if workers and index_dir is None:
+            raise ValueError("worker processes need the index folder to load")
+        self.current, self.workers = current, workers
+        self.index_dir = str(index_dir) if index_dir is not None else None
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> Executor:
+        if not self.workers:
+            return ThreadPoolExecutor(2, thread_name_prefix="qa-api")
+        # spawn, not fork: this process already runs threads (the server, onnxruntime's pool)
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker, initargs=(self.index_dir,))
+        for _ in range(self.workers):  # start them all now (the spawn context starts one per waiting task)
+            pool.submit(_ready)
+        return pool
+
+    async def ask(self, question: str, history: list[dict]) -> dict:
+        if not self.workers:
+            return await self._run(answer_json, self.current(), question, history)
+        return await self._run(_ask_in_worker, question, history)
+
+    async def retrieve(self, question: str, k: int) -> list[dict]:
+        if not self.workers:
+            return await self._run(passages_json, self.current(), question, k)
+        return await self._run(_retrieve_in_worker, question, k)
+
+    async def _run(self, fn, *args):
+        pool = self._pool
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        except BrokenProcessPool:  # a worker died (killed, out of memory): start new ones, answer this
+            logger.warning("an API worker process died; starting %d new ones", self.workers)
+            if self._pool is pool:
+                self._pool = self._new_pool()
+                pool.shutdown(wait=False, cancel_futures=True)
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+# ---- the HTTP side ---------------------------------------------------------------------------------------
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _fix(error: dict) -> str:
+    """One pydantic error as what to fix: "history.3.role: must be 'user' or 'assistant'"."""
+    where = ".".join(str(p) for p in error.get("loc", ())) or "the body"
+    kind, ctx = error.get("type", ""), error.get("ctx") or {}
+    if kind == "missing":
+        return f"{where} is missing"
+    if kind == "extra_forbidden":
+        return f"{where} is not a field of this request"
+    if kind == "string_type":
+        return f"{where} must be text"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"{where} must be a whole number"
+    if kind == "list_type":
+        return f"{where} must be a list of {{\"role\", \"content\"}} messages"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"{where} must be a JSON object"
+    if kind == "literal_error":
+        return f"{where} must be {ctx.get('expected', 'one of the allowed values')}"
+    if kind == "too_long":
+        return f"{where} has {ctx.get('actual_length', 'too many')} items; the limit is {ctx.get('max_length')}"
+    if kind == "string_too_long":
+        return f"{where} is over {ctx.get('max_length'):,} characters"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        return f"{where} must be between 1 and {MAX_K}"
+    return f"{where}: {error.get('msg', 'invalid')}"
+
+
+def build_api(engine: Engine, describe: Callable[[], dict]) -> "FastAPI":
+    """The /api app over engine; describe() gives the health fields of the index being served."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.openapi.utils import get_openapi
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+    from starlette.exceptions import HTTPException
+
+    from .answer import Answer
+    from .retrieval import Passage
+
+    class Message(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        role: Literal["user", "assistant"]
+        content: str = Field(max_length=MAX_MESSAGE_CHARS)
+
+    class AskRequest(BaseModel):
+        """A question, with the conversation so far for follow-ups ("Who publishes it?")."""
+        model_config = ConfigDict(extra="forbid", strict=True,
+                                  json_schema_extra={"examples": [{"question": EXAMPLE_QUESTION, "history": []}]})
+        question: str = Field(description="at most 2,000 characters")
+        history: list[Message] = Field(default_factory=list, max_length=MAX_MESSAGES,
+                                       description="earlier turns, oldest first")
+
+    class RetrieveRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True,
+                                  json_schema_extra={"examples": [{"question": "World e-Parliament Report", "k": 3}]})
+        question: str = Field(description="at most 2,000 characters")
+        k: int = Field(5, ge=1, le=MAX_K, description="how many passages")
+
+    app = FastAPI(title="qa", summary="Answers only by quoting its documents.", docs_url="/docs",
+                  redoc_url=None, openapi_url="/openapi.json", swagger_ui_oauth2_redirect_url=None)
+
+    def parse(body: bytes, model: type[BaseModel]) -> BaseModel:
+        example = json.dumps(model.model_config["json_schema_extra"]["examples"][0])
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise BadRequest(400, f"the body is not UTF-8 (byte {e.start}); send UTF-8 JSON such as {example}") from e
+        except json.JSONDecodeError as e:
+            raise BadRequest(400, f"the body is not JSON ({e.msg} at character {e.pos}); send {example}") from e
+        if not isinstance(data, dict):
+            raise BadRequest(422, f"the body must be a JSON object such as {example}")
+        try:
+            return model.model_validate(data)
+        except ValidationError as e:
+            fixes = "; ".join(_fix(err) for err in e.errors(include_url=False)[:5])
+            raise BadRequest(422, f"{fixes} — send {example}") from e
+
+    async def answer(call):
+        try:
+            return await call
+        except QAError as e:  # the bot's refusals: an empty or over-long question
+            message = str(e)
+            raise BadRequest(422, message[:1].upper() + message[1:]) from e
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, e: BadRequest):
+        return JSONResponse({"error": e.message}, status_code=e.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException):
+        hint = " — see /api/docs" if e.status_code in (404, 405) else ""
+        return JSONResponse({"error": f"{e.detail}{hint}"}, status_code=e.status_code, headers=e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError):
+        return JSONResponse({"error": "; ".join(_fix(err) for err in e.errors()[:5])}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, e: Exception):  # logged with its traceback; the caller gets no trace
+        logger.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse({"error": "the server failed to answer; the error is in its log"}, status_code=500)
+
+    errors = {400: {"description": "not JSON or not UTF-8"}, 413: {"description": "body over 1 MiB"},
+              422: {"description": "a missing, empty, non-text or over-long field"}}
+
+    @app.post("/ask", summary="Answer a question by quoting the documents", responses=errors,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": {"$ref": "#/components/schemas/AskRequest"}}}}},
+              response_description="The reply (Markdown), its quotes with offsets into their documents, "
+                                   "whether the bot declined, and the query it searched for")
+    async def ask(request: Request):
+        body = parse(await request.body(), AskRequest)
+        history = [m.model_dump() for m in body.history]
+        return await answer(engine.ask(body.question, history))
+
+    @app.post("/retrieve", summary="The k best passages for a question", responses=errors,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": {"$ref": "#/components/schemas/RetrieveRequest"}}}}})
+    async def retrieve(request: Request):
+        body = parse(await request.body(), RetrieveRequest)
+        return {"passages": await answer(engine.retrieve(body.question, body.k))}
+
+    @app.get("/health", summary="The index being served: format, model, documents, chunks, build time")
+    async def health():
+        return {"status": "ok", "workers": engine.workers, **describe()}
+
+    def openapi() -> dict:
+        """FastAPI's schema plus the request bodies (parsed by hand) and the Answer (a dataclass)."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version="1", summary=app.summary, routes=app.routes,
+                                 servers=[{"url": "/api"}])
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            shapes = {"AskRequest": AskRequest.model_json_schema(ref_template="#/components/schemas/{model}"),
+                      "RetrieveRequest": RetrieveRequest.model_json_schema(ref_template="#/components/schemas/{model}"),
+                      "Answer": TypeAdapter(Answer).json_schema(ref_template="#/components/schemas/{model}"),
+                      "Passage": TypeAdapter(Passage).json_schema(ref_template="#/components/schemas/{model}")}
+            for name, shape in shapes.items():
+                components.update(shape.pop("$defs", {}))
+                components[name] = shape
+            ok = schema["paths"]["/ask"]["post"]["responses"]["200"]["content"]["application/json"]
+            ok["schema"] = {"$ref": "#/components/schemas/Answer"}
+            ok = schema["paths"]["/retrieve"]["post"]["responses"]["200"]["content"]["application/json"]
+            ok["schema"] = {"type": "object", "properties": {
+                "passages": {"type": "array", "items": {"$ref": "#/components/schemas/Passage"}}}}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+    return app
+
+
+def health_fields(bot: "Bot") -> dict:
+    """What /api/health says about the index: format, model, documents, chunks, build time."""
+    m = bot.manifest
+    counts = m.get("counts", {})
+    return {
+        "index_format": m.get("format_version"),
+        "model": m.get("model", {}).get("name"),
+        "documents": counts.get("documents", len(bot.data.documents)),
+        "chunks": counts.get("chunks", len(bot.data.chunks)),
+        "built_at": m.get("built_at"),
+    }
