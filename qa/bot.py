@@ -17,7 +17,7 @@ from .answer import (
 )
 from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
 from .conversation import Message, Resolved, resolve
-from .corpus import Document
+from .corpus import SUFFIXES, Document
 from .decision import load_decision
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
 from .errors import CorpusError, InvalidQuestionError, ModelError, QAError, StaleIndexError
@@ -134,10 +134,15 @@ class Bot:
         total = sum(lexicon.idf(t) for t in terms)
         names = [ts for w in looks_like_names(query) if (ts := lexicon.terms(w))]
         share = lambda found: sum(map(found, names)) / len(names) if names else 0.0
+        # the runner-up is the best *other* passage: a unit overlapping the first (the same sentence quoted
+        # with the one before it) is the same answer, not a rival
+        s0, e0 = self.units[first.row]
+        rival = next((c for c in candidates[1:] if c.chunk != first.chunk or not (
+            self.units[c.row][0] < e0 and s0 < self.units[c.row][1])), None)
         return {
             "best": max(c.similarity for c in candidates[:3]),
             "score": first.score,
-            "margin": first.score - candidates[1].score if len(candidates) > 1 else first.score,
+            "margin": first.score - rival.score if rival else first.score,
             "support": self.support(query, candidates),
             "coverage": sum(lexicon.idf(t) for t in terms if t in present) / total if total else 1.0,
             "names_unknown": share(lambda ts: any(t not in lexicon.df for t in ts)),
@@ -248,7 +253,7 @@ def load(
             if corpus_dir is not None:
                 raise CorpusError(
                     f"corpus folder {corpus_dir} does not exist — give the folder the index in {index_dir}/ "
-                    "was built from, or create it and put .txt or .md files in it"
+                    f"was built from, or create it and put documents in it ({', '.join(SUFFIXES)})"
                 )
             logger.warning("%s/ was built from %s/, which is not here: its documents are not checked for changes",
                            index_dir, corpus)

@@ -57,8 +57,9 @@ def test_retrieve_returns_passages_with_offsets(client):
     passages = client.predict("World e-Parliament Report", 3, api_name="/retrieve")
     assert isinstance(passages, list) and len(passages) == 3
     for p in passages:
-        assert set(p) == {"text", "source", "title", "section", "start", "end", "score"}
+        assert set(p) == {"text", "source", "title", "section", "start", "end", "score", "page"}
         assert p["source"] == "inter-parliamentary-union.txt" and p["title"] == "Inter-Parliamentary Union"
+        assert p["page"] is None  # a text file has no pages
         assert SEED_TEXT[p["start"] : p["end"]] == p["text"]
     assert any("World e-Parliament Report" in p["text"] for p in passages)
 

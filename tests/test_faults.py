@@ -191,7 +191,7 @@ def test_app_without_its_corpus_refuses_to_start_with_one_clear_message(seed_ind
     assert "Traceback" not in result.stderr and "Running on" not in result.stdout
     error = result.stderr.splitlines()[-1]
     assert error.startswith(f"error: corpus folder {tmp_path / 'gone'} does not exist — "), error
-    assert error.endswith("create it and put .txt or .md files in it"), error
+    assert error.endswith("create it and put documents in it (.txt, .md, .pdf, .docx, .html, .htm)"), error
 
 
 def test_app_on_a_taken_port_or_a_bad_host_says_so_in_one_line(seed_index, tmp_path):
