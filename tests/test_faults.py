@@ -431,7 +431,7 @@ def test_a_rebuild_while_the_app_serves_fails_no_query_and_is_picked_up(seed_ind
         assert failures == []
         assert len(replies) - during >= 10  # the loop really ran through the rebuilds
         for question, reply in replies:
-            assert reply.startswith(("According to", "My documents do not")), reply
+            assert reply.startswith(("According to", "My documents do not", "I am not sure")), reply
             if question == QUESTION:
                 assert "179 national member parliaments" in reply
         assert "Agathe Marrow" in client.predict(new_question, [], api_name="/chat")
