@@ -17,10 +17,10 @@ from .answer import (
 )
 from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
 from .conversation import Message, Resolved, resolve
-from .corpus import Document
+from .corpus import SUFFIXES, Document
 from .decision import load_decision
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
-from .errors import InvalidQuestionError, ModelError, QAError, StaleIndexError
+from .errors import CorpusError, InvalidQuestionError, ModelError, QAError, StaleIndexError
 from .index import IndexData, load_index, read_manifest, staleness
 from .retrieval import Passage, Retriever, build_lexicons, load_lexicons, looks_like_names
 
@@ -241,14 +241,24 @@ def load(
     """Load the index in index_dir as a Bot.
 
     check_stale compares the index with its corpus folder (recorded at build time, or corpus_dir)
-    and raises StaleIndexError naming what changed. encoder: "auto" (ONNX when the index has it,
-    else sentence-transformers), "onnx" or "sentence-transformers".
+    and raises StaleIndexError naming what changed. A corpus_dir that does not exist is an error
+    (CorpusError); a recorded folder that is gone (an index copied to a server without its corpus)
+    is logged as a warning and the documents are not checked. encoder: "auto" (ONNX when the index
+    has it, else sentence-transformers), "onnx" or "sentence-transformers".
     """
     manifest = read_manifest(index_dir)
     if check_stale:
         corpus = corpus_dir if corpus_dir is not None else manifest.get("corpus_dir")
-        reasons = staleness(manifest, corpus if corpus and Path(corpus).is_dir() else None,
-                            settings=ChunkerSettings())
+        if corpus and not Path(corpus).is_dir():
+            if corpus_dir is not None:
+                raise CorpusError(
+                    f"corpus folder {corpus_dir} does not exist — give the folder the index in {index_dir}/ "
+                    f"was built from, or create it and put documents in it ({', '.join(SUFFIXES)})"
+                )
+            logger.warning("%s/ was built from %s/, which is not here: its documents are not checked for changes",
+                           index_dir, corpus)
+            corpus = None
+        reasons = staleness(manifest, corpus, settings=ChunkerSettings())
         if reasons:
             raise StaleIndexError(
                 f"the index in {index_dir}/ is stale: {'; '.join(reasons[:3])}"

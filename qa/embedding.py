@@ -69,7 +69,8 @@ def resolve_model(name_or_path: str) -> Path:
     path = Path(name_or_path).expanduser()
     if not (path / "config.json").is_file():
         raise ModelError(
-            f"model {name_or_path!r} is neither the packaged {DEFAULT_MODEL} nor a local model folder"
+            f"model {name_or_path!r} is neither the packaged {DEFAULT_MODEL} nor a local model folder — "
+            "leave out --model, or give the path of a sentence-transformers model folder (with config.json)"
         )
     return path
 
