@@ -72,8 +72,9 @@ system-packages:
 index: install
 	$(PY) -m qa build
 
-eval: index
-	$(PY) -m qa eval tests/data/dev.jsonl
+# Every question set over its corpus (tests/data/sets/corpora.json), test and tune halves.
+eval: install
+	$(PY) -m qa eval tests/data/sets
 
 # Quick parts by default (warm, cold, memory; ~2 min); the corpora of ~1k-10k chunks with
 # `make bench BENCH=--scale` (~30 min on 2 cores), ~100k with BENCH="--scale --sizes 100000" (hours).

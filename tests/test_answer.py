@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import subprocess
@@ -327,3 +328,22 @@ def test_a_date_question_whose_best_quote_has_no_date_is_not_answered(general_bo
 
     no_year = [Quote("It was founded by its members.", "a", "a", "", 0, 30, 1.0)]
     assert dates_missing("When was it founded?", no_year) and not dates_missing("Why was it founded?", no_year)
+
+
+def test_a_quote_without_the_year_asked_for_takes_in_the_next_sentence(seed_bot):
+    from qa.answer import Candidate, make_quote
+    from qa.chunking import BLANK_LINE
+
+    answer = seed_bot.ask("When did the IPU encourage parliaments to use ICTs as essential tools?")
+    first = answer.quotes[0]
+    assert first.text.startswith("The IPU also encourages parliaments to make use of ICTs")
+    assert "launched the Centre for Innovation in Parliament in 2018" in first.text  # the year is in the next one
+    assert seed_bot.data.documents[first.source].text[first.start : first.end] == first.text
+    unasked = seed_bot.ask("Does the IPU encourage parliaments to use ICTs as essential tools?").quotes[0]
+    assert unasked.text.startswith("The IPU also encourages") and "2018" not in unasked.text
+    # a quote is never widened into the next paragraph
+    data, units = seed_bot.data, seed_bot.units
+    for row in range(len(units)):
+        quote = make_quote(data, units, Candidate(row, int(data.sentence_chunk[row]), 1.0, 1.0),
+                           lambda facts: bool(facts.number or facts.time))
+        assert not BLANK_LINE.search(quote.text), quote.text
