@@ -29,16 +29,15 @@ def general_bot(tmp_path_factory):
     return qa.load(folder)
 
 
-# The test halves of the five question sets (tests/data/sets; each written before it was first run, and
-# nothing was fitted on these halves). Floors a few points under what the shipped model measured
-# (README, Evaluation), so that a real regression crosses them and noise does not: one item is 2-3 points.
+# The test halves of the question sets on organisation profiles, the product's own kind of corpus
+# (tests/data/sets; each set written before it was first run; nothing was fitted on these halves).
+# Floors under what the shipped model measured (README, Evaluation), so that a real regression
+# crosses them and one item's noise does not (one item is 2-3 points of hit@1, 20 of a 5-item
+# unanswerable share). The three larger corpora are measured by `make eval` (minutes with mpnet).
 FLOORS = {
     #            hit@1  hit@3  declined<=  offtopic>=  unanswerable caught>=
-    "ipu":        (0.70, 0.80, 0.06, 1.0, 0.7),
-    "profiles":   (0.60, 0.80, 0.05, 0.8, 0.6),
-    "licences":   (0.40, 0.50, 0.06, 1.0, 0.8),
-    "techdocs":   (0.40, 0.55, 0.06, 1.0, 0.7),
-    "governance": (0.30, 0.55, 0.06, 1.0, 0.8),
+    "ipu":       (0.78, 0.85, 0.05, 1.0, 0.2),
+    "profiles":  (0.70, 0.85, 0.05, 0.8, 0.25),
 }
 
 
