@@ -1,22 +1,23 @@
 # Two commands set everything up on a fresh machine:
 #   make run   - venv, pinned dependencies, index (built if missing or stale), chat UI on http://127.0.0.1:7860
-#   make test  - the same plus test extras and Debian's Chromium, then pytest
+#   make test  - the same plus test extras, Debian's Chromium and nginx, then pytest
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 CHROMIUM := /usr/bin/chromium
+NGINX := /usr/sbin/nginx
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 export GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false
 
-.PHONY: run test install browser index eval bench load clean
+.PHONY: run test install browser nginx index eval bench load clean
 
 run: install
 	$(PY) app.py
 
-test: install browser
+test: install browser nginx
 	$(PY) -m pytest -q
 
 install: $(STAMP)
@@ -33,6 +34,14 @@ browser:
 	@test -x $(CHROMIUM) || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# Debian's nginx for tests/test_deploy.py (deploy/nginx.conf in front of two replicas). The package's
+# own service is not needed: the test runs nginx on a loopback port with its own config. `env`: as
+# root SUDO is empty, and bash would run a leading `DEBIAN_FRONTEND=…` after it as a command.
+nginx:
+	@test -x $(NGINX) || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
 
 index: install
 	$(PY) -m qa build
