@@ -2,16 +2,16 @@
 
 For each --workers value, starts the real app (`python app.py --workers N`) and drives POST /api/ask
 with --clients concurrent clients on this same machine, each sending exactly --questions dev questions
-one after another over its own keep-alive connection (an asyncio client writing HTTP/1.1 by hand, so
-the load generator costs ~0.1 ms of CPU per request, less than any HTTP library here; wrk gives no
-p95 and runs for a duration, not a count). Prints requests/s, latency p50/p95/p99/max (from the
-request written to the reply read: queueing included), errors (non-200, bad JSON, dropped
-connections), requests/s × the in-process `bot.ask` median of the same minute (1.0 = one process
-answering back to back), CPU time per request of the server (app and workers), of `bot.ask` in
-process and of this client (CPU time moves far less than latency with other work on the machine,
-so it shows where a request's cost goes), the load average, and memory: RSS and PSS (proportional share of pages
-shared between processes, from /proc/<pid>/smaps_rollup) of the app and of each worker. Without
---index it builds corpus/ into a temporary folder first.
+one after another over its own keep-alive connection (an asyncio client writing HTTP/1.1 by hand: it
+costs ~0.3 ms of CPU per request, ~4% of the server's, on the same cores; wrk gives no p95 and runs for
+a duration, not a count). Prints requests/s, latency p50/p95/p99/max (from the request written to the
+reply read: queueing included), errors (non-200, bad JSON, dropped connections), requests/s × the
+in-process `bot.ask` median of the same minute (1.0 = one process answering back to back), CPU time per
+request of the server (app and workers), of `bot.ask` in process and of this client (CPU time moves far
+less than latency with other work on the machine, so it shows where a request's cost goes), the load
+average, and memory: RSS and PSS (proportional share of pages shared between processes, from
+/proc/<pid>/smaps_rollup) of the app and of each worker. Without --index it builds corpus/ into a
+temporary folder first.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from measure import ROOT, child_env, machine, percentile, set_env
+from measure import ROOT, child_env, cpu_seconds, machine, percentile, set_env
 
 DEV_SET = ROOT / "tests" / "data" / "dev.jsonl"
 
@@ -62,15 +62,6 @@ def memory(pid: int) -> dict[str, float]:
         if key in ("Rss", "Pss"):
             out[key] = int(value.split()[0]) / 1024
     return out
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of processes (all their threads) so far."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def ask_cpu_ms(index: Path, qs: list[str]) -> float:
@@ -180,9 +171,9 @@ def run(index: Path, workers: int, args, bodies: list[bytes]) -> dict:
         asyncio.run(drive(port, args.clients, 2, bodies))  # warm every worker and connection path
         load = [round(x, 2) for x in os.getloadavg()]
         pids = [p for p in children(proc.pid) if "python" in Path(f"/proc/{p}/cmdline").read_text()]
-        server_cpu, client_cpu = cpu_seconds([proc.pid, *pids]), time.process_time()
+        server_cpu, client_cpu = cpu_seconds(proc.pid, *pids), time.process_time()
         result = asyncio.run(drive(port, args.clients, args.questions, bodies))
-        result["server_cpu_ms"] = (cpu_seconds([proc.pid, *pids]) - server_cpu) / result["requests"] * 1000
+        result["server_cpu_ms"] = (cpu_seconds(proc.pid, *pids) - server_cpu) / result["requests"] * 1000
         result["client_cpu_ms"] = (time.process_time() - client_cpu) / result["requests"] * 1000
         result["load_avg"] = load
         result["app"] = memory(proc.pid)
