@@ -21,14 +21,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# What a wrong outcome costs, per item (tune half). A declined answerable question and an off-topic
-# question that is not declined are the errors users notice most; "uncertain" on an answerable one
-# costs a little (the answer is shown, with a caveat); an uncertain unanswerable one is honest enough.
+# What a wrong outcome costs, per item (tune half). A declined answerable question, an off-topic one
+# that is not declined and an unanswerable one answered as if the documents said it are the errors
+# users notice most. A right answer marked uncertain (shown, under a caveat) costs less; so does a
+# wrong first quote shown as an answer (a ranking miss, marked or not); an unanswerable question
+# shown with its closest passage under a caveat is honest. With MiniLM's signals on the tune halves,
+# (right-uncertain, wrong-answered) = (0.25, 0.5) marked half the right answers uncertain and
+# (0.5, 0.25) answered a third of the unanswerable ones; (0.4, 0.3) is between.
 COST = {
-    ("answerable-right", "declined"): 1.0, ("answerable-right", "uncertain"): 0.25,
-    ("answerable-wrong", "declined"): 0.5, ("answerable-wrong", "answered"): 0.5,
+    ("answerable-right", "declined"): 1.0, ("answerable-right", "uncertain"): 0.4,
+    ("answerable-wrong", "declined"): 0.5, ("answerable-wrong", "answered"): 0.3,
     ("offtopic", "uncertain"): 1.0, ("offtopic", "answered"): 1.0,
-    ("unanswerable", "uncertain"): 0.2, ("unanswerable", "answered"): 1.0,
+    ("unanswerable", "uncertain"): 0.1, ("unanswerable", "answered"): 1.0,
 }
 
 

@@ -40,10 +40,13 @@ class Quote:
     start: int
     end: int
     score: float
+    page: int | None = None  # 1-based, for documents with pages (PDF)
 
     @property
     def citation(self) -> str:
-        return self.title + (SECTION_SEPARATOR + self.section if self.section else "")
+        """"Title › Section", or "Title, p. 12 › Section" for a PDF."""
+        page = f", p. {self.page}" if self.page is not None else ""
+        return self.title + page + (SECTION_SEPARATOR + self.section if self.section else "")
 
 
 OUTCOMES = ("answered", "uncertain", "declined")
@@ -329,7 +332,8 @@ def make_quote(data: IndexData, units: Units, cand: Candidate, check=None) -> Qu
         and check(units.facts(nxt))
     ):
         end = units[nxt][1]
-    return Quote(text[start:end], chunk.source, chunk.title, chunk.section, start, end, round(cand.score, 4))
+    page = data.documents[chunk.source].page_at(start)
+    return Quote(text[start:end], chunk.source, chunk.title, chunk.section, start, end, round(cand.score, 4), page)
 
 
 def paragraph_quote(data: IndexData, units: Units, cand: Candidate, limit: int = MAX_PARAGRAPH_CHARS) -> Quote:
@@ -341,7 +345,7 @@ def paragraph_quote(data: IndexData, units: Units, cand: Candidate, limit: int =
     lo = max((m.end() for m in BLANK_LINE.finditer(text, 0, start)), default=0)
     para = BLANK_LINE.search(text, end)
     hi = para.start() if para else len(text)
-    if hi - end < 2 and para and "\n" not in text[start:end] and end - start < 100:
+    if hi - end < 2 and para and "\n" not in text[start:end] and end - start < 100 and not _FIELD.match(text, start):
         # a line of its own, a title: the paragraph under it belongs to it
         nxt = BLANK_LINE.search(text, para.end())
         hi = nxt.start() if nxt else len(text)
@@ -364,7 +368,15 @@ def paragraph_quote(data: IndexData, units: Units, cand: Candidate, limit: int =
         lo += 1
     while hi > lo and text[hi - 1].isspace():
         hi -= 1
-    return Quote(text[lo:hi], chunk.source, chunk.title, chunk.section, lo, hi, round(cand.score, 4))
+    return Quote(text[lo:hi], chunk.source, chunk.title, chunk.section, lo, hi, round(cand.score, 4),
+                 data.documents[chunk.source].page_at(lo))
+
+
+def _is_field_line(data: IndexData, units: Units, row: int) -> bool:
+    """Whether the unit is a "Key: value" line of its own."""
+    start, end = units[row]
+    text = data.documents[data.chunks[int(data.sentence_chunk[row])].source].text
+    return bool(_FIELD.match(text, start)) and "\n" not in text[start:end].strip()
 
 
 def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], scoring: Scoring, check=None,
@@ -379,6 +391,8 @@ def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], sc
         if len(quotes) == MAX_QUOTES or cand.score < floor:
             break
         if broad:
+            if _is_field_line(data, units, cand.row) and cand is not candidates[-1]:
+                continue  # "Established: 2013" is a fact, not what a topic is about
             q = paragraph_quote(data, units, cand)
         else:
             q = make_quote(data, units, cand, check if not quotes else None)

@@ -134,10 +134,15 @@ class Bot:
         total = sum(lexicon.idf(t) for t in terms)
         names = [ts for w in looks_like_names(query) if (ts := lexicon.terms(w))]
         share = lambda found: sum(map(found, names)) / len(names) if names else 0.0
+        # the runner-up is the best *other* passage: a unit overlapping the first (the same sentence quoted
+        # with the one before it) is the same answer, not a rival
+        s0, e0 = self.units[first.row]
+        rival = next((c for c in candidates[1:] if c.chunk != first.chunk or not (
+            self.units[c.row][0] < e0 and s0 < self.units[c.row][1])), None)
         return {
             "best": max(c.similarity for c in candidates[:3]),
             "score": first.score,
-            "margin": first.score - candidates[1].score if len(candidates) > 1 else first.score,
+            "margin": first.score - rival.score if rival else first.score,
             "support": self.support(query, candidates),
             "coverage": sum(lexicon.idf(t) for t in terms if t in present) / total if total else 1.0,
             "names_unknown": share(lambda ts: any(t not in lexicon.df for t in ts)),

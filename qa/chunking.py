@@ -8,6 +8,11 @@ code block (each line a unit; a `#` inside it is not a heading), or a paragraph
 are packed into chunks that never cross a section boundary and always fit the
 embedding model's window; a sentence longer than the window is cut at spaces.
 
+A document whose file marks its headings (HTML h1-h6, DOCX heading styles, a PDF's
+outline: `Document.headings`) is cut at exactly those; then no heading is guessed from
+the text, since a short line in a web page or a report is far more often a table cell or a
+label than a heading.
+
 Every span is an offset pair into `Document.text`; text is never rewritten, so
 `document.text[chunk.start:chunk.end] == chunk.text` holds by construction.
 
@@ -171,8 +176,19 @@ def _fences(text: str) -> list[Span]:
     return fences
 
 
-def _blocks(text: str) -> Iterator[_Block]:
-    """Headings and body blocks in document order; fenced code is one block whatever it holds."""
+def _blocks(text: str, headings: Sequence[tuple[int, int, int]] = ()) -> Iterator[_Block]:
+    """Headings and body blocks in document order; fenced code is one block whatever it holds.
+
+    headings: the document's own (start, end, level); when given, they are the only headings.
+    """
+    if headings:
+        pos = 0
+        for start, end, level in headings:
+            yield from _text_blocks(text, pos, start, marked=True)
+            yield _Block("heading", start, end, level=level, heading=text[start:end].strip())
+            pos = end
+        yield from _text_blocks(text, pos, len(text), marked=True)
+        return
     pos = 0
     for start, end in _fences(text) + [(len(text), len(text))]:
         yield from _text_blocks(text, pos, start)
@@ -183,10 +199,16 @@ def _blocks(text: str) -> Iterator[_Block]:
         pos = end
 
 
-def _text_blocks(text: str, start: int, end: int) -> Iterator[_Block]:
-    """The blocks of text[start:end] (no code fences in it); Markdown heading lines split blocks."""
+def _text_blocks(text: str, start: int, end: int, marked: bool = False) -> Iterator[_Block]:
+    """The blocks of text[start:end] (no code fences in it); Markdown heading lines split blocks.
+
+    marked: the document marks its own headings, so none is recognised here.
+    """
     for m in _BLOCK.finditer(text, start, end):
         lines = _lines(text, m.start(), m.end())
+        if marked:
+            yield from _body_block(text, lines, guess_heading=False)
+            continue
         body: list[Span] = []
         underline = False
         for i, (s, e) in enumerate(lines):
@@ -214,11 +236,11 @@ def _text_blocks(text: str, start: int, end: int) -> Iterator[_Block]:
         yield from _body_block(text, body)
 
 
-def _body_block(text: str, lines: list[Span]) -> Iterator[_Block]:
+def _body_block(text: str, lines: list[Span], guess_heading: bool = True) -> Iterator[_Block]:
     if not lines:
         return
     start, end = lines[0][0], lines[-1][1]
-    if len(lines) == 1 and _is_plain_heading(text[start:end]):
+    if guess_heading and len(lines) == 1 and _is_plain_heading(text[start:end]):
         yield _Block("heading", start, end, level=0, heading=text[start:end].strip())
     elif any(_is_line_unit(text[s:e]) for s, e in lines):
         yield _Block("lines", start, end)
@@ -270,7 +292,7 @@ def chunk_document(
     text = doc.text
     counter = count_tokens or (lambda s: len(s) // 2 + 2)  # conservative without a tokenizer
 
-    blocks = list(_blocks(text))
+    blocks = list(_blocks(text, doc.headings))
     # The first block is the title when it is the document's title line: not body text.
     if blocks and blocks[0].kind == "heading" and blocks[0].heading == doc.title:
         blocks = blocks[1:]

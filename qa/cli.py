@@ -83,17 +83,17 @@ def _build(args) -> int:
 
 
 def _ask(args) -> int:
+    from .answer import UNCERTAIN
     from .bot import load
 
     answer = load(args.index).ask(args.question)
     if args.json:
-        print(json.dumps({
-            "text": answer.text, "abstained": answer.abstained, "query": answer.query,
-            "quotes": [asdict(q) for q in answer.quotes],
-        }, ensure_ascii=False, indent=2))
+        print(json.dumps(asdict(answer), ensure_ascii=False, indent=2))
     elif answer.abstained:
         print(answer.text)
     else:
+        if answer.outcome == "uncertain":
+            print(UNCERTAIN)
         for q in answer.quotes:
             print(f"{q.citation} ({q.source}:{q.start}-{q.end})\n  “{q.text}”")
     return 0

@@ -1,9 +1,12 @@
-"""Load a corpus folder: every .txt and .md file below it becomes a Document.
+"""Load a corpus folder: every .txt, .md, .pdf, .html/.htm and .docx file below it becomes a Document.
 
-Text is decoded from bytes without newline translation, so offsets into
-`Document.text` are offsets into the file as the user wrote it (CRLF included).
-Files that cannot be used (empty, binary, not UTF-8, unreadable) are skipped with a
-warning naming them; a corpus with no usable document is an error.
+Text files are decoded from bytes without newline translation, so offsets into
+`Document.text` are offsets into the file as the user wrote it (CRLF included). PDF,
+HTML and DOCX files are extracted (qa/extract.py): their extracted text is the document,
+with its headings and page starts. Files that cannot be used (empty, binary, not UTF-8,
+encrypted, without a text layer, over a limit, not what their extension says, unreadable)
+are skipped with a warning naming them and the reason; a corpus with no usable document is
+an error.
 """
 
 from __future__ import annotations
@@ -11,14 +14,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
+from . import extract
 from .errors import CorpusError
 
 logger = logging.getLogger(__name__)
 
-SUFFIXES = (".txt", ".md")
+TEXT_SUFFIXES = (".txt", ".md")
+SUFFIXES = TEXT_SUFFIXES + extract.SUFFIXES
 MAX_TITLE_CHARS = 120
 
 _MD_HEADING = re.compile(r"#{1,6}\s+(.+?)\s*#*\s*$")
@@ -29,7 +36,16 @@ class Document:
     source: str  # path relative to the corpus folder, with forward slashes
     title: str
     text: str
-    sha256: str
+    sha256: str  # of the text
+    # Where structure came from the file itself (PDF, HTML, DOCX); empty for text files, whose
+    # headings the chunker recognises.
+    headings: tuple[tuple[int, int, int], ...] = ()  # (start, end, level) of each heading in text
+    pages: tuple[int, ...] = ()  # offset where each page starts (PDF)
+    file_sha256: str = ""  # of the file's bytes: what staleness and the extraction cache compare
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding text[offset], or None for a document without pages."""
+        return bisect_right(self.pages, offset) if self.pages else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +81,27 @@ def corpus_files(corpus_dir: Path) -> list[Path]:
     return files
 
 
-def read_document(path: Path, source: str) -> Document:
-    """Read one file; raises CorpusError with the reason when it cannot be used."""
+def read_document(path: Path, source: str, cache: Mapping[str, Document] | None = None) -> Document:
+    """Read one file; raises CorpusError with the reason when it cannot be used.
+
+    cache: documents extracted before, by file_sha256; an unchanged PDF/HTML/DOCX is not parsed again.
+    """
     try:
         data = path.read_bytes()
     except OSError as e:
         raise CorpusError(f"cannot read {source}: {e.strerror or e}") from e
+    digest = hashlib.sha256(data).hexdigest()
+    if path.suffix.lower() not in TEXT_SUFFIXES:
+        cached = (cache or {}).get(digest)
+        if cached is not None:
+            return Document(source, cached.title, cached.text, cached.sha256, cached.headings, cached.pages, digest)
+        got = extract.read_file(data, source)
+        title = got.title if 0 < len(got.title) <= MAX_TITLE_CHARS else document_title(got.text, source)
+        return Document(source, title, got.text, content_hash(got.text), got.headings, got.pages, digest)
+    kind = extract.sniff(data)
+    if kind in ("pdf", "zip"):
+        raise CorpusError(f"{source} is not text but {'a PDF' if kind == 'pdf' else 'a zip archive'} — "
+                          f"rename it {'.pdf' if kind == 'pdf' else '.docx if it is a Word document'}")
     if b"\x00" in data:
         raise CorpusError(f"{source} looks binary (it contains NUL bytes)")
     try:
@@ -81,7 +112,8 @@ def read_document(path: Path, source: str) -> Document:
         text = text[1:]
     if not text.strip():
         raise CorpusError(f"{source} is empty")
-    return Document(source=source, title=document_title(text, source), text=text, sha256=content_hash(text))
+    return Document(source=source, title=document_title(text, source), text=text, sha256=content_hash(text),
+                    file_sha256=digest)
 
 
 def document_title(text: str, source: str) -> str:
@@ -99,21 +131,25 @@ def document_title(text: str, source: str) -> str:
     return re.sub(r"[_-]+", " ", stem).strip().capitalize() or source
 
 
-def load_corpus(corpus_dir: str | Path) -> Corpus:
-    """Every usable document below corpus_dir; raises CorpusError if there is none."""
+def load_corpus(corpus_dir: str | Path, cache: Mapping[str, Document] | None = None) -> Corpus:
+    """Every usable document below corpus_dir; raises CorpusError if there is none.
+
+    cache: documents extracted before, by file_sha256 (see read_document).
+    """
     root = Path(corpus_dir)
     if not root.is_dir():
         problem = "is not a folder" if root.exists() else "does not exist"
-        raise CorpusError(f"corpus folder {root} {problem} — create it and put .txt or .md files in it")
+        raise CorpusError(f"corpus folder {root} {problem} — create it and put documents in it "
+                          f"({', '.join(SUFFIXES)})")
     documents, skipped = [], []
     for path in corpus_files(root):
         source = path.relative_to(root).as_posix()
         try:
-            documents.append(read_document(path, source))
+            documents.append(read_document(path, source, cache))
         except CorpusError as e:
             logger.warning("%s — skipped", e)
             skipped.append((source, str(e)))
     if not documents:
         detail = f" ({len(skipped)} skipped: {skipped[0][1]}…)" if skipped else ""
-        raise CorpusError(f"no usable .txt or .md document in {root}{detail}")
+        raise CorpusError(f"no usable document ({', '.join(SUFFIXES)}) in {root}{detail}")
     return Corpus(documents=tuple(documents), skipped=tuple(skipped))

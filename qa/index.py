@@ -4,7 +4,8 @@ Layout of `index/` (no pickle anywhere):
 - `manifest.json`: format version, model name and dimension, chunker settings,
   per-document content hashes, counts, build time, and the name and sha256 of every
   data file below. It is the one pointer to the current index.
-- `documents.<h>.jsonl`, `chunks.<h>.jsonl`: document texts and chunk records.
+- `documents.<h>.jsonl`, `chunks.<h>.jsonl`: document texts (for PDF, HTML and DOCX the
+  extracted text, with headings and page starts) and chunk records.
 - `vectors.<h>.faiss`: chunk vectors (exact inner product, or HNSW when large).
 - `sentences.<h>.npy`: one vector per sentence, in chunk order.
 - `encoder.<h>/`: the query encoder exported to ONNX (optional).
@@ -16,7 +17,9 @@ previous generation are kept so a reader that has just read the old manifest can
 still open them; older ones are removed.
 
 Rebuilding reuses the vectors of every chunk and sentence whose embedding text is
-unchanged (keyed by content hash), so editing one document re-embeds only it.
+unchanged (keyed by content hash), so editing one document re-embeds only it; and it reuses
+the extracted text of every PDF, HTML and DOCX file whose bytes are unchanged (keyed by the
+file's sha256 and the extractor's version), so an unchanged PDF is not parsed again.
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ import numpy as np
 from .chunking import (
     CHUNKER_VERSION, Chunk, ChunkerSettings, chunk_document, embedding_text, sentence_embedding_texts,
 )
-from .corpus import Corpus, Document, load_corpus, corpus_files, content_hash, file_hash
+from .corpus import TEXT_SUFFIXES, Corpus, Document, load_corpus, corpus_files, content_hash, file_hash
 from .embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, export_onnx, token_counter
+from .extract import EXTRACTOR_VERSION
 from .errors import CorpusError, IndexCorruptError, IndexNotFoundError, StaleIndexError
 
 logger = logging.getLogger(__name__)
@@ -164,6 +168,10 @@ def staleness(
         reasons.append(f"it was chunked by chunker version {version}; this is version {CHUNKER_VERSION}")
     elif settings is not None and manifest["chunker"] != settings.as_dict():
         reasons.append("the chunker settings changed")
+    extracted = [s for s, d in manifest["documents"].items() if Path(s).suffix.lower() not in TEXT_SUFFIXES]
+    if extracted and manifest.get("extractor") != EXTRACTOR_VERSION:
+        reasons.append(f"its PDF/HTML/DOCX text was extracted by extractor version {manifest.get('extractor')}; "
+                       f"this is version {EXTRACTOR_VERSION}")
     if corpus_dir is not None:
         root = Path(corpus_dir)
         built = manifest["documents"]
@@ -178,11 +186,15 @@ def staleness(
         for source in sorted(built.keys() - current.keys()):
             reasons.append(f"{source} was removed")
         for source in sorted(current.keys() & built.keys()):
-            try:
-                text = current[source].read_bytes().decode("utf-8").removeprefix("\ufeff")
-            except (OSError, UnicodeDecodeError):
-                text = None
-            if text is None or content_hash(text) != built[source].get("sha256"):
+            if "file_sha256" in built[source]:
+                changed = file_hash(current[source]) != built[source]["file_sha256"]
+            else:  # an index from before extraction: its documents' hashes are of their UTF-8 text
+                try:
+                    text = current[source].read_bytes().decode("utf-8").removeprefix("\ufeff")
+                except (OSError, UnicodeDecodeError):
+                    text = None
+                changed = text is None or content_hash(text) != built[source].get("sha256")
+            if changed:
                 reasons.append(f"{source} changed")
         for source in sorted(current.keys() & skipped.keys()):
             if skipped[source] and (file_hash(current[source]) or "unreadable") != skipped[source]:
@@ -300,6 +312,29 @@ def _previous_vectors(folder: Path, model: str) -> dict[str, np.ndarray]:
     return cache
 
 
+def _previous_extractions(folder: Path) -> dict[str, Document]:
+    """The PDF/HTML/DOCX documents of the current index by file_sha256, to skip parsing them again; {} if unusable."""
+    manifest = _read_manifest_quietly(folder)
+    if not manifest or manifest.get("extractor") != EXTRACTOR_VERSION:
+        return {}
+    entry = manifest["files"].get("documents") or {}
+    path = folder / str(entry.get("name"))
+    try:
+        if _sha256_file(path) != entry.get("sha256"):
+            return {}
+        documents = [_document(json.loads(line)) for line in _json_lines(path)]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        logger.info("not reusing extracted text from %s: %s", folder, e)
+        return {}
+    return {d.file_sha256: d for d in documents if d.file_sha256 and Path(d.source).suffix.lower() not in TEXT_SUFFIXES}
+
+
+def _document(row: dict) -> Document:
+    return Document(row["source"], row["title"], row["text"], row["sha256"],
+                    tuple(tuple(h) for h in row.get("headings", ())), tuple(row.get("pages", ())),
+                    row.get("file_sha256", ""))
+
+
 def _tokens_of(model: str):
     """The model's token counter, or None (the chunker's own estimate) for an embedder with no local
     tokenizer, such as a test's stand-in."""
@@ -324,7 +359,7 @@ def build_index(
     """
     started = time.perf_counter()
     folder = Path(index_dir)
-    corpus = load_corpus(corpus_dir)
+    corpus = load_corpus(corpus_dir, cache=_previous_extractions(folder))
     reference = embedder or SentenceTransformerEmbedder(model)
     count_tokens = token_counter(reference.name) if embedder is None else _tokens_of(reference.name)
 
@@ -367,7 +402,9 @@ def _write_index(
 
     files = {
         "documents": _put(folder, "documents", ".jsonl", _write_jsonl(
-            [{"source": d.source, "title": d.title, "sha256": d.sha256, "text": d.text} for d in corpus.documents]
+            [{"source": d.source, "title": d.title, "sha256": d.sha256, "file_sha256": d.file_sha256,
+              "headings": [list(h) for h in d.headings], "pages": list(d.pages), "text": d.text}
+             for d in corpus.documents]
         )),
         "chunks": _put(folder, "chunks", ".jsonl", _write_jsonl(
             [{"id": c.id, "source": c.source, "title": c.title, "section": c.section, "start": c.start,
@@ -387,9 +424,11 @@ def _write_index(
         "format_version": FORMAT_VERSION,
         "model": {"name": name, "dim": dim},
         "chunker": settings.as_dict(),
+        "extractor": EXTRACTOR_VERSION,
         "index_type": index_type,
         "corpus_dir": str(corpus_dir.resolve()),
-        "documents": {d.source: {"sha256": d.sha256, "title": d.title, "chars": len(d.text)} for d in corpus.documents},
+        "documents": {d.source: {"sha256": d.sha256, "file_sha256": d.file_sha256, "title": d.title,
+                                 "chars": len(d.text), "pages": len(d.pages)} for d in corpus.documents},
         "skipped": {source: file_hash(corpus_dir / source) or "unreadable" for source, _ in corpus.skipped},
         "counts": {"documents": len(docs), "chunks": len(chunks), "sentences": len(sentence_texts)},
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -487,8 +526,8 @@ def load_index(index_dir: str | Path = "index", verify: bool = True, lexicon: bo
                 raise IndexCorruptError(f"{path} does not match its manifest (damaged?) — {fix}")
         documents = {}
         for line in _json_lines(paths["documents"]):
-            row = json.loads(line)
-            documents[row["source"]] = Document(row["source"], row["title"], row["text"], row["sha256"])
+            document = _document(json.loads(line))
+            documents[document.source] = document
         chunks, rows = [], [0]
         for line in _json_lines(paths["chunks"]):
             r = json.loads(line)

@@ -53,6 +53,7 @@ class Passage:
     start: int
     end: int
     score: float
+    page: int | None = None  # 1-based page of start, for documents with pages (PDF)
 
 
 class Lexicon:
@@ -279,4 +280,5 @@ class Retriever:
 
     def passage(self, chunk_no: int, score: float) -> Passage:
         c: Chunk = self.data.chunks[chunk_no]
-        return Passage(c.text, c.source, c.title, c.section, c.start, c.end, float(score))
+        page = self.data.documents[c.source].page_at(c.start)
+        return Passage(c.text, c.source, c.title, c.section, c.start, c.end, float(score), page)

@@ -185,10 +185,11 @@ def context_html(bot: "Bot", quotes: Sequence[Quote]) -> str:
             body = highlight(doc.text, q.start, q.end)
         else:  # the offsets do not fit the loaded document: show the quote alone
             body = f"<mark>{html.escape(q.text)}</mark>"
+        page = f", p. {q.page}" if q.page is not None else ""
         parts.append(
             f"<figure><figcaption>{i}. {html.escape(q.citation)}</figcaption>"
             f"<blockquote>{body}</blockquote>"
-            f'<div class="qa-where">{html.escape(q.source)}, characters {q.start:,}–{q.end:,}</div></figure>'
+            f'<div class="qa-where">{html.escape(q.source)}{page}, characters {q.start:,}–{q.end:,}</div></figure>'
         )
     return "".join(parts)
 

@@ -17,19 +17,7 @@ from qa.evaluate import evaluate, load_items
 from conftest import DATA, DEV_SET, ROOT
 
 GENERAL_CORPUS = DATA / "general"
-GENERAL_SET = DATA / "general.jsonl"
-# 32 more questions on the seed, written in the second session before they were first run; their
-# misses led to general changes (the frames of "how often", "how old", "which country"; hyphenated
-# compounds), never to per-item rules.
-EXTRA_SET = DATA / "seed-extra.jsonl"
-# 18 more on the second corpus, written the same way; its one miss that led to a change: a question
-# naming something the corpus never mentions ("on a Raspberry Pi") was answered.
-GENERAL_EXTRA_SET = DATA / "general-extra.jsonl"
-
-
-@pytest.fixture(scope="session")
-def dev_report(seed_bot):
-    return evaluate(seed_bot, load_items(DEV_SET))
+SETS = DATA / "sets"
 
 
 @pytest.fixture(scope="session")
@@ -40,34 +28,35 @@ def general_bot(tmp_path_factory):
     return qa.load(folder)
 
 
-def test_dev_set_meets_the_targets(dev_report):
-    m = dev_report.metrics()
-    assert m["hit@1"] >= 0.95, dev_report.misses()
-    assert m["hit@3"] == 1.0
-    assert dev_report.metrics("followup")["hit@1"] == 1.0
-    assert dev_report.metrics("offtopic")["abstention"] == 1.0
-    assert dev_report.metrics("unanswerable")["abstention"] >= 0.5
-    assert m["false_abstention"] == 0.0
-    assert m["verbatim"] == 1.0
-    assert m["median_first_quote_chars"] <= 300
+# The test halves of the five question sets (tests/data/sets; each written before it was first run, and
+# nothing was fitted on these halves). Floors a few points under what the shipped model measured
+# (README, Evaluation), so that a real regression crosses them and noise does not: one item is 2-3 points.
+FLOORS = {
+    #            hit@1  hit@3  declined<=  offtopic>=  unanswerable caught>=
+    "ipu":        (0.70, 0.80, 0.06, 1.0, 0.7),
+    "profiles":   (0.60, 0.80, 0.05, 0.8, 0.6),
+    "licences":   (0.40, 0.50, 0.06, 1.0, 0.8),
+    "techdocs":   (0.40, 0.55, 0.06, 1.0, 0.7),
+    "governance": (0.30, 0.55, 0.06, 1.0, 0.8),
+}
 
 
-def test_general_corpus_answers_and_abstains(general_bot):
-    report = evaluate(general_bot, load_items(GENERAL_SET))
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(FLOORS))
+def test_the_test_halves_hold_their_figures(name, tmp_path_factory):
+    from qa.evaluate import load_suite
+
+    corpus = load_suite(SETS)[name]
+    folder = tmp_path_factory.mktemp(name) / "index"
+    qa.build_index(corpus_dir=corpus, index_dir=folder, query_encoder=False)
+    report = evaluate(qa.load(folder), load_items(SETS / f"{name}.jsonl"), corpus_dir=corpus, split="test")
     m = report.metrics()
+    hit1, hit3, declined, offtopic, caught = FLOORS[name]
     assert m["verbatim"] == 1.0
-    assert m["false_abstention"] == 0.0
-    assert m["abstention"] == 1.0
-    assert m["hit@1"] >= 0.7, report.misses()
-
-
-def test_more_seed_questions_answer_and_abstain(seed_bot):
-    report = evaluate(seed_bot, load_items(EXTRA_SET))
-    m = report.metrics()
-    assert m["verbatim"] == 1.0
-    assert m["false_abstention"] <= 0.05, report.misses()
-    assert report.metrics("offtopic")["abstention"] == 1.0
-    assert m["hit@1"] >= 0.75, report.misses()
+    assert m["hit@1"] >= hit1 and m["hit@3"] >= hit3, (m, report.misses())
+    assert m["declined"] <= declined, (m, report.misses())
+    assert m["offtopic_declined"] >= offtopic and m["unanswerable_caught"] >= caught, (m, report.misses())
+    assert m["median_fact_quote_chars"] <= 320
 
 
 @pytest.mark.parametrize(
@@ -90,8 +79,8 @@ def test_words_that_only_frame_the_question_are_not_required(question, frame):
 
 @pytest.mark.parametrize("question", ["Explain how filibusters work", "Describe how caucuses work",
                                       "How old is the oldest tree on Earth?"])
-def test_a_how_question_about_something_else_abstains(seed_bot, question):
-    assert seed_bot.ask(question).abstained
+def test_a_how_question_about_something_else_is_not_answered(seed_bot, question):
+    assert seed_bot.ask(question).outcome != "answered"
 
 
 def test_how_many_prefers_the_number_that_counts_the_thing_asked(seed_bot):
@@ -112,15 +101,8 @@ def test_a_hyphenated_compound_meets_its_solid_spelling(seed_bot):
     assert "coordin" in lexicon.terms("co-ordinated") and "co" in lexicon.terms("co-ordinated")
 
 
-def test_more_general_questions_answer_and_abstain(general_bot):
-    report = evaluate(general_bot, load_items(GENERAL_EXTRA_SET))
-    m = report.metrics()
-    assert m["verbatim"] == 1.0 and m["hit@1"] >= 0.8, report.misses()
-    assert m["false_abstention"] <= 0.1 and m["abstention"] >= 0.6, report.misses()
-
-
 def test_a_name_the_corpus_never_mentions_is_not_paraphrased_away(general_bot):
-    assert general_bot.ask("How fast does zstd compress on a Raspberry Pi?").abstained
+    assert general_bot.ask("How fast does zstd compress on a Raspberry Pi?").outcome != "answered"
     # nor spelling-corrected into a corpus word ("Apple" is not a typo of "apply")
     assert "Apple" in general_bot.retriever.lexicon.correct("What does the GPL say about Apple devices?")
 
@@ -147,7 +129,7 @@ def test_every_quote_is_verbatim_and_focused(seed_bot):
 def test_answer_reads_like_an_answer(seed_bot):
     answer = seed_bot.ask("How many member parliaments does the IPU have?")
     assert not answer.abstained
-    assert answer.text.startswith("According to *Inter\\-Parliamentary Union")
+    assert "According to *Inter\\-Parliamentary Union" in answer.text
     assert "> Today, the IPU comprises 179" in answer.text
     assert answer.quotes[0].citation == "Inter-Parliamentary Union"
     assert answer.query == "How many member parliaments does the IPU have?"
@@ -166,12 +148,30 @@ def test_pronoun_sentence_is_quoted_with_the_one_before(seed_bot):
     assert first.startswith("Today, the IPU comprises")  # "It promotes…" alone would not say who
 
 
-def test_abstains_off_topic_and_uncovered_and_offers_sections(seed_bot):
-    for question in ["What is the tallest mountain in the world?", "Who is the President of the IPU?"]:
+def test_declines_off_topic_and_offers_sections(seed_bot):
+    for question in ["What is the tallest mountain in the world?", "How do I bake sourdough bread?"]:
         answer = seed_bot.ask(question)
-        assert answer.abstained and answer.quotes == []
+        assert answer.outcome == "declined" and answer.abstained and answer.quotes == []
         assert "do not" in answer.text
         assert "Capacity development" in answer.text  # what it can answer instead
+
+
+def test_an_uncovered_question_is_not_answered_as_if_it_were(seed_bot):
+    """The profile never names the IPU's president: the closest passage may be shown, with a caveat."""
+    answer = seed_bot.ask("Who is the President of the IPU?")
+    assert answer.outcome in ("uncertain", "declined")
+    if answer.outcome == "uncertain":
+        assert answer.text.startswith("I am not sure my documents answer this") and answer.quotes
+        assert not answer.abstained
+
+
+def test_outcome_and_abstained_agree():
+    from qa.answer import Answer
+
+    assert Answer("x", [], True).outcome == "declined"
+    assert Answer("x").outcome == "answered" and not Answer("x", outcome="uncertain").abstained
+    with pytest.raises(ValueError, match="outcome"):
+        Answer("x", outcome="maybe")
 
 
 def test_typo_is_corrected_against_the_corpus(seed_bot):
@@ -185,9 +185,21 @@ def test_follow_up_uses_the_conversation(seed_bot):
     for turn in ["What is the World e-Parliament Report?", "Who publishes it?"]:
         answer = seed_bot.ask(turn, history=history)
         history += [{"role": "user", "content": turn}, {"role": "assistant", "content": answer.text}]
-    assert answer.query == "Who publishes the World e-Parliament Report?"
+    assert answer.query == "Who publishes it?" and answer.about == "What is the World e-Parliament Report?"
     assert "publishes" in answer.quotes[0].text and "e-parliament report" in answer.quotes[0].text.lower()
-    assert "searched for: Who publishes the World e\\-Parliament Report?" in answer.text
+    assert "following on from: What is the World e\\-Parliament Report?" in answer.text
+
+
+def test_a_broad_question_gets_the_paragraph_and_a_fact_question_the_sentence(seed_bot):
+    broad = seed_bot.ask("Tell me about the IPU's work on privacy.").quotes[0]
+    text = seed_bot.document(broad.source).text
+    assert "privacy" in broad.text.lower() and len(broad.text) <= 600
+    # sentences of one paragraph: the whole of it, or as much as fits around the best sentence
+    assert text[: broad.start].endswith("\n\n") or text[broad.start - 2 : broad.start] in (". ", ".\n")
+    assert broad.text.count(". ") >= 1 and "\n\n" not in broad.text
+    fact = seed_bot.ask("In which year did the IPU adopt its resolution on privacy?").quotes[0]
+    assert "2015" in fact.text  # the sentence that answers, not its paragraph
+    assert fact.text.count(". ") <= 1
 
 
 def test_new_question_and_thanks_are_not_polluted_by_the_old_topic(seed_bot):
@@ -276,7 +288,7 @@ def test_cli_ask_json(seed_index):
                   "--index", str(seed_index), "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert set(data) == {"text", "quotes", "abstained", "query"}
+    assert set(data) >= {"text", "quotes", "abstained", "query", "outcome"}
     first = data["quotes"][0]
     assert "2018" in first["text"]
     doc = (ROOT / "corpus" / first["source"]).read_text("utf-8")
@@ -301,13 +313,17 @@ def test_a_word_longer_than_any_in_the_corpus_is_not_spell_corrected(seed_bot, m
     assert seed_bot.ask("é" * 1999).abstained
 
 
-def test_a_date_question_whose_best_quote_has_no_date_is_declined(general_bot, seed_bot):
+def test_a_date_question_whose_best_quote_has_no_date_is_not_answered(general_bot, seed_bot):
     """"When was man-db first released?" used to quote the licence notice (its ZIP code "1301" read as a year)."""
     from qa.answer import _TIME
 
     assert not _TIME.search("Boston, MA  02110-1301  USA") and _TIME.search("In 2015, the IPU adopted")
     assert _TIME.search("launched in mid-2019") and not _TIME.search("1,500 delegates")
-    assert general_bot.ask("When was man-db first released?").abstained
+    assert general_bot.ask("When was man-db first released?").outcome != "answered"
     answer = seed_bot.ask("When was the IPU founded?")
     assert not answer.abstained and "more than 130 years ago" in answer.quotes[0].text
     assert not general_bot.ask("When does the GPL terminate my rights?").abstained  # a condition, not a date
+    from qa.answer import dates_missing, Quote
+
+    no_year = [Quote("It was founded by its members.", "a", "a", "", 0, 30, 1.0)]
+    assert dates_missing("When was it founded?", no_year) and not dates_missing("Why was it founded?", no_year)

@@ -88,12 +88,12 @@ def test_answer_shows_quote_citation_and_highlighted_context(page, shots):
     page.assert_inert()
 
 
-def test_follow_up_is_resolved_and_says_what_it_searched(page, shots):
+def test_follow_up_says_which_question_it_follows(page, shots):
     from playwright.sync_api import expect
 
     page.ask("What is the World e-Parliament Report?")
     reply = page.ask("Who publishes it?")
-    expect(reply).to_contain_text("searched for: Who publishes the World e-Parliament Report?")
+    expect(reply).to_contain_text("following on from: What is the World e-Parliament Report?")
     expect(reply.locator("blockquote").first).to_contain_text("publishes")
     expect(page.page.locator("#qa-context mark").first).to_be_visible()
     page.page.screenshot(path=shots / "follow-up.png", full_page=True)
@@ -200,7 +200,7 @@ def test_new_conversation_clears_everything(page):
     expect(page.page.locator("#qa-context mark")).to_have_count(0)
     # the old topic is forgotten: a pronoun now has nothing to point back to
     reply = page.ask("Who publishes it?")
-    expect(reply).not_to_contain_text("searched for")
+    expect(reply).not_to_contain_text("following on from")
 
 
 def test_phone_width(browser, app_url, shots):

@@ -131,7 +131,7 @@ def test_corpus_with_no_usable_document_is_a_clear_error(tmp_path):
     with pytest.raises(qa.CorpusError, match="does not exist"):
         load_corpus(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(qa.CorpusError, match=r"no usable \.txt or \.md document"):
+    with pytest.raises(qa.CorpusError, match=r"no usable document \(\.txt, \.md, \.pdf"):
         load_corpus(tmp_path / "empty")
     _write(tmp_path / "bad/empty.txt", b"")
     _write(tmp_path / "bad/readme.rst", "Not a corpus file.\n")

@@ -33,7 +33,7 @@ STARTUP_SECONDS = 30  # nginx itself; a hang guard, not a timing
 ANSWERABLE = "How many member parliaments does the IPU have?"
 EXPECTED = "179 national member parliaments"
 
-pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is not installed (make nginx)")
+pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is not installed (make system-packages)")
 
 MAIN_CONF = """\
 worker_processes 1;

@@ -63,7 +63,7 @@ def _check_reply(text: str, expect: str) -> None:
     elif expect == "abstain":
         assert text.startswith("My documents do not") and "system prompt" not in text.lower()
     else:
-        assert text.startswith(("According to", "My documents do not"))
+        assert text.startswith(("According to", "My documents do not", "I am not sure"))
 
 
 # ---- the Python API -------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def test_retrieve_returns_k_passages_with_offsets(seed_app):
     code, body = post(seed_app, "retrieve", {"question": "World e-Parliament Report", "k": 3})
     assert code == 200 and len(body["passages"]) == 3
     for p in body["passages"]:
-        assert set(p) == {"text", "source", "title", "section", "start", "end", "score"}
+        assert set(p) == {"text", "source", "title", "section", "start", "end", "score", "page"}
         assert SEED_TEXT[p["start"] : p["end"]] == p["text"]
     assert any("World e-Parliament Report" in p["text"] for p in body["passages"])
     assert len(post(seed_app, "retrieve", {"question": "parliaments"})[1]["passages"]) == 5  # k defaults to 5

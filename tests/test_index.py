@@ -22,6 +22,7 @@ import pytest
 import qa
 from qa.chunking import CHUNKER_VERSION, ChunkerSettings
 from qa.embedding import DEFAULT_MODEL
+from qa.extract import EXTRACTOR_VERSION
 from qa.index import FORMAT_VERSION, LOCK, MANIFEST, build_index, load_index, read_manifest, staleness
 
 from conftest import DATA, SEED_FILE
@@ -93,8 +94,10 @@ def test_manifest_records_what_the_index_was_built_from(seed_index):
     assert {"version", "max_chars", "min_chars", "max_tokens"} <= manifest["chunker"].keys()
     assert manifest["documents"] == {
         SEED_FILE.name: {"sha256": hashlib.sha256(text.encode()).hexdigest(), "title": "Inter-Parliamentary Union",
-                         "chars": len(text)},
+                         "chars": len(text), "file_sha256": hashlib.sha256(SEED_FILE.read_bytes()).hexdigest(),
+                         "pages": 0},
     }
+    assert manifest["extractor"] == EXTRACTOR_VERSION
     assert manifest["skipped"] == {}
     built_at = datetime.fromisoformat(manifest["built_at"])
     assert built_at.tzinfo is not None
