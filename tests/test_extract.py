@@ -1,5 +1,5 @@
-"""PDF, HTML and DOCX extraction on real Debian documents (installed by `make system-packages`), bad files, and the
-index built from a folder mixing all five formats with the real model."""
+"""PDF, HTML and DOCX extraction on real Debian documents (installed by `make system-packages`), bad
+files, and the index built from a folder mixing all five formats with the real model."""
 
 from __future__ import annotations
 
