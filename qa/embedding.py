@@ -210,6 +210,11 @@ class OnnxEmbedder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
+        # Idle threads sleep instead of spinning: alone on an idle machine that changes nothing measurable
+        # (README, Speed), but a served app runs several asks at once on 2 shared cores, where spinning
+        # threads took the CPU the other requests needed. 50 clients x 20 questions on /api/ask at load
+        # average 6-8: 31-52 -> 113-120 requests/s, p95 1.2-2.6 s -> 0.51-0.55 s (bench/api_load.py).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         self._session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"])
         self._tok = load_tokenizer(folder, truncate=True)
