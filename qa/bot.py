@@ -154,7 +154,6 @@ class Bot:
             "margin": first.score - rival.score if rival else first.score,
             "support": self.support(query, candidates),
             "coverage": sum(lexicon.idf(t) for t in terms if t in present) / total if total else 1.0,
-            "names_unknown": share(lambda ts: any(t not in lexicon.df for t in ts)),
             "names_unquoted": share(lambda ts: any(t not in present for t in ts)),
             "no_date": float(dates_missing(query, quotes)),
         }
