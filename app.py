@@ -6,10 +6,12 @@ Builds the index first if it is missing or stale, then serves on http://127.0.0.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -20,7 +22,7 @@ from qa.cli import set_offline_env
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Chat with a bot that answers by quoting its corpus.")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: 7860; 0: any free port)")
     p.add_argument("--index", default="index", help="index folder (default: index)")
     p.add_argument("--workers", type=int, default=0,
                    help="processes answering /api/ask and /api/retrieve, each loading the index "
@@ -66,11 +68,19 @@ def serve(args: argparse.Namespace) -> int:
         ui.launch(ui.build_demo(bot, current), host=args.host, port=args.port,
                   api=api.build_api(engine, lambda: api.health_fields(current())))
     except OSError as e:  # the port is taken, or the host is not an address of this machine
-        print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
+        print(f"error: cannot serve on {args.host}:{args.port}: {e} — {_fix(e)}", file=sys.stderr)
         return 1
     finally:
         engine.close()
     return 0
+
+
+def _fix(error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return "another program listens on that port: pass another --port (--port 0 takes any free one)"
+    if error.errno == errno.EADDRNOTAVAIL or isinstance(error, socket.gaierror):
+        return "that is not an address of this machine: pass --host 127.0.0.1 (or one of its own addresses)"
+    return "pass another --host or --port"
 
 
 if __name__ == "__main__":

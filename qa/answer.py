@@ -96,6 +96,7 @@ class Query:
     terms: list[str]
     context_terms: list[str]  # the earlier question's, for a follow-up
     broad: bool  # asks about a topic ("tell me about…"): quote the paragraph, not a sentence
+    context_vector: np.ndarray | None = None  # the earlier question's own, for a follow-up
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,7 +392,7 @@ def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], sc
         if len(quotes) == MAX_QUOTES or cand.score < floor:
             break
         if broad:
-            if _is_field_line(data, units, cand.row) and cand is not candidates[-1]:
+            if _is_field_line(data, units, cand.row):
                 continue  # "Established: 2013" is a fact, not what a topic is about
             q = paragraph_quote(data, units, cand)
         else:
@@ -399,6 +400,8 @@ def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], sc
         if any(o.source == q.source and o.start < q.end and q.start < o.end for o in quotes):
             continue
         quotes.append(q)
+    if not quotes:  # a broad question whose best passages are all "Key: value" lines: quote the best one
+        quotes.append(make_quote(data, units, candidates[0], check))
     return quotes
 
 

@@ -17,10 +17,10 @@ from .answer import (
 )
 from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
 from .conversation import Message, Resolved, resolve
-from .corpus import Document
+from .corpus import SUFFIXES, Document
 from .decision import load_decision
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
-from .errors import InvalidQuestionError, ModelError, QAError, StaleIndexError
+from .errors import CorpusError, InvalidQuestionError, ModelError, QAError, StaleIndexError
 from .index import IndexData, load_index, read_manifest, staleness
 from .retrieval import Passage, Retriever, build_lexicons, load_lexicons, looks_like_names
 
@@ -111,7 +111,7 @@ class Bot:
         if not candidates:
             return declined(_NOT_ABOUT), {}
         quotes = select_quotes(self.data, self.units, candidates, self.scoring, answer_check(hints), query.broad)
-        signals = self.signals(query.text, candidates, quotes)
+        signals = self.signals(query, candidates, quotes)
         if self.decision is None:  # no decision fitted for this model: the support threshold alone
             reason = self._abstain_reason(query.text, candidates)
             if reason or (self.scoring.min_support > 0 and signals["no_date"]):
@@ -124,8 +124,17 @@ class Bot:
         return Answer(render(quotes, turn.about, uncertain=outcome == "uncertain"), quotes, False, query.text,
                       outcome, turn.about), signals
 
-    def signals(self, query: str, candidates: list[Candidate], quotes: list) -> dict[str, float]:
-        """What the answer-or-decline decision looks at (decision.SIGNALS), for the first candidate."""
+    def signals(self, asked: Query, candidates: list[Candidate], quotes: list) -> dict[str, float]:
+        """What the answer-or-decline decision looks at (decision.SIGNALS), for the first candidate.
+
+        For a follow-up, "best" is also measured against the earlier question alone: "And the address?"
+        is near the documents when the thread is, though its own few words are near nothing.
+        """
+        query = asked.text
+        best = max(c.similarity for c in candidates[:3])
+        if asked.context_vector is not None:
+            rows = [c.row for c in candidates[:3]]
+            best = max(best, float((self.data.sentence_vectors[rows] @ asked.context_vector).max()))
         lexicon = self.sentence_lexicon
         first = candidates[0]
         present = set(lexicon.terms(self.units.context(first.row)))
@@ -140,7 +149,7 @@ class Bot:
         rival = next((c for c in candidates[1:] if c.chunk != first.chunk or not (
             self.units[c.row][0] < e0 and s0 < self.units[c.row][1])), None)
         return {
-            "best": max(c.similarity for c in candidates[:3]),
+            "best": best,
             "score": first.score,
             "margin": first.score - rival.score if rival else first.score,
             "support": self.support(query, candidates),
@@ -156,12 +165,14 @@ class Bot:
         text = self.retriever.lexicon.correct(turn.query, self.known_words)
         vector = self.encode(text)
         context_terms: list[str] = []
+        context = None
         if turn.context:
-            vector = vector + self.scoring.context_weight * self.encode(turn.context)
+            context = self.encode(turn.context)
+            vector = vector + self.scoring.context_weight * context
             vector = (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
             context_terms = self.sentence_lexicon.terms(turn.context)
         return Query(text, vector, self.sentence_lexicon.terms(text), context_terms,
-                     asks_broad(text, followup=turn.kind == "followup"))
+                     asks_broad(text, followup=turn.kind == "followup"), context)
 
     def candidates(self, query: Query | str) -> tuple[list[Candidate], list]:
         """The sentences that might answer a query, best first, and the hints that scored them."""
@@ -241,14 +252,24 @@ def load(
     """Load the index in index_dir as a Bot.
 
     check_stale compares the index with its corpus folder (recorded at build time, or corpus_dir)
-    and raises StaleIndexError naming what changed. encoder: "auto" (ONNX when the index has it,
-    else sentence-transformers), "onnx" or "sentence-transformers".
+    and raises StaleIndexError naming what changed. A corpus_dir that does not exist is an error
+    (CorpusError); a recorded folder that is gone (an index copied to a server without its corpus)
+    is logged as a warning and the documents are not checked. encoder: "auto" (ONNX when the index
+    has it, else sentence-transformers), "onnx" or "sentence-transformers".
     """
     manifest = read_manifest(index_dir)
     if check_stale:
         corpus = corpus_dir if corpus_dir is not None else manifest.get("corpus_dir")
-        reasons = staleness(manifest, corpus if corpus and Path(corpus).is_dir() else None,
-                            settings=ChunkerSettings())
+        if corpus and not Path(corpus).is_dir():
+            if corpus_dir is not None:
+                raise CorpusError(
+                    f"corpus folder {corpus_dir} does not exist — give the folder the index in {index_dir}/ "
+                    f"was built from, or create it and put documents in it ({', '.join(SUFFIXES)})"
+                )
+            logger.warning("%s/ was built from %s/, which is not here: its documents are not checked for changes",
+                           index_dir, corpus)
+            corpus = None
+        reasons = staleness(manifest, corpus, settings=ChunkerSettings())
         if reasons:
             raise StaleIndexError(
                 f"the index in {index_dir}/ is stale: {'; '.join(reasons[:3])}"

@@ -62,7 +62,7 @@ def is_smalltalk(text: str) -> bool:
 def leans_back(question: str) -> bool:
     """Whether the question's form says it continues the conversation rather than standing alone."""
     words = [w.lower() for w in _TOKEN.findall(question)]
-    content = [w for w in words if w.isalnum() and w not in _STOP]
+    content = [w for w in words if w.replace("-", "").replace("’", "").replace("'", "").isalnum() and w not in _STOP]
     return (any(w in _PRONOUNS for w in words) or bool(_DEMONSTRATIVE_END.search(question))
             or bool(_ELLIPSIS.match(question)) or len(content) <= 1)
 

@@ -20,6 +20,10 @@ Rebuilding reuses the vectors of every chunk and sentence whose embedding text i
 unchanged (keyed by content hash), so editing one document re-embeds only it; and it reuses
 the extracted text of every PDF, HTML and DOCX file whose bytes are unchanged (keyed by the
 file's sha256 and the extractor's version), so an unchanged PDF is not parsed again.
+
+Files and folders get the modes the process's umask gives any new file (0644 and 0755 under
+the usual 022), not tempfile's private 0600/0700: an index built by one user (CI, an admin)
+is served by another. A umask of 077 keeps it private.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -202,10 +206,21 @@ def staleness(
     return reasons
 
 
+def _temporary_name(folder: Path, stem: str) -> Path:
+    """A fresh name for a temporary file or folder of a build (see _TEMP_FILE)."""
+    return folder / f".{stem}.{secrets.token_hex(6)}.tmp"
+
+
+def _temporary_file(folder: Path, stem: str) -> Path:
+    """An empty temporary file, created with mode 0666 minus the umask (tempfile.mkstemp makes it 0600)."""
+    path = _temporary_name(folder, stem)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return path
+
+
 def _atomic_write(path: Path, write) -> None:
     """Write via a temporary file in the same folder, fsync, then rename into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _temporary_file(path.parent, path.name)
     try:
         write(Path(tmp))
         with open(tmp, "rb") as f:
@@ -218,8 +233,7 @@ def _atomic_write(path: Path, write) -> None:
 
 def _put(folder: Path, stem: str, suffix: str, write) -> dict:
     """Write a data file under a content-hash name; returns its manifest entry."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _temporary_file(folder, stem)
     try:
         write(Path(tmp))
         digest = _sha256_file(Path(tmp))
@@ -244,7 +258,8 @@ def _write_jsonl(rows: Sequence[dict]):
 
 def _put_dir(folder: Path, stem: str, write) -> dict:
     """Write a data folder under a content-hash name (kept if it exists already); its manifest entry."""
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{stem}.", suffix=".tmp"))
+    tmp = _temporary_name(folder, stem)
+    tmp.mkdir(0o777)  # minus the umask, as for any new folder
     try:
         write(tmp)
         digest = _sha256_tree(tmp)

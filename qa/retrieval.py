@@ -136,12 +136,6 @@ class Lexicon:
         df = self.df.get(term, 0)
         return math.log(1 + (self.size - df + 0.5) / (df + 0.5))
 
-    def missing_share(self, terms: Sequence[str]) -> float:
-        """How much of a query's information (IDF-weighted) lies in terms the corpus never uses."""
-        unique = set(terms)
-        total = sum(self.idf(t) for t in unique)
-        return sum(self.idf(t) for t in unique if t not in self.df) / total if total else 0.0
-
     def correct(self, text: str, known: frozenset[str] = frozenset()) -> str:
         """text with each unknown word one edit away from a corpus word replaced by it ("adress" -> "address");
         names, and words of `known` (real words the corpus happens not to use: "project" is not a typo of

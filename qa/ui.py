@@ -25,8 +25,9 @@ import importlib.abc
 import importlib.machinery
 import logging
 import os
-import sys
 import re
+import socket
+import sys
 import threading
 from dataclasses import asdict
 from datetime import datetime
@@ -556,6 +557,24 @@ def set_up_queue(demo: "gr.Blocks") -> None:
             setattr(queue, name, max(getattr(queue, name), QUEUE_POLL_SECONDS))
 
 
+PORT_ATTEMPTS = 5  # port 0: free ports tried, in case another process takes one between check and bind
+
+
+def bindable_port(host: str, port: int) -> int:
+    """The port a server can listen on at host now (port 0: a free one the system picks).
+
+    Raises the OSError that says why not: the port is in use (EADDRINUSE), host is no address of this
+    machine (EADDRNOTAVAIL), or no address at all (socket.gaierror). Gradio would report each of them
+    as "Cannot find empty port".
+    """
+    host = host.strip("[]")  # "[::1]" as in a URL
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        s.bind((host, port))
+        return s.getsockname()[1]
+
+
 def app_kwargs(api: "FastAPI | None" = None) -> dict:
     """The FastAPI options of the served app: the Guard in front, the JSON API (qa.api) at /api."""
     from starlette.middleware import Middleware
@@ -566,14 +585,23 @@ def app_kwargs(api: "FastAPI | None" = None) -> dict:
 
 def launch(demo: "gr.Blocks", host: str = "127.0.0.1", port: int = 7860, api: "FastAPI | None" = None) -> None:
     """Serve the app with safe defaults: local only, bounded queue, no monitoring, no extra files;
-    with api (qa.api.build_api) mounted at /api."""
+    with api (qa.api.build_api) mounted at /api.
+
+    Port 0 serves on any free port; the line "Running on local URL" says which. (Gradio binds a port
+    by number, so it cannot be handed port 0 itself.)
+    """
     set_up_queue(demo)
-    # quiet: Gradio's own banner suggests share=True (a public tunnel); this app only says where it is.
-    demo.launch(
-        server_name=host, server_port=port, share=False, enable_monitoring=False, ssr_mode=False,
-        mcp_server=False, pwa=False, show_error=False, css=CSS, footer_links=["api"],
-        app_kwargs=app_kwargs(api), state_session_capacity=SESSIONS,
-        quiet=True, prevent_thread_lock=True,
-    )
+    for attempt in range(1 if port else PORT_ATTEMPTS):
+        try:
+            # quiet: Gradio's own banner suggests share=True (a public tunnel); this app only says where it is.
+            demo.launch(
+                server_name=host, server_port=bindable_port(host, port), share=False, enable_monitoring=False,
+                ssr_mode=False, mcp_server=False, pwa=False, show_error=False, css=CSS, footer_links=["api"],
+                app_kwargs=app_kwargs(api), state_session_capacity=SESSIONS, quiet=True, prevent_thread_lock=True,
+            )
+            break
+        except OSError:
+            if port or attempt == PORT_ATTEMPTS - 1:
+                raise
     print(f"* Running on local URL:  {demo.local_url}", flush=True)
     demo.block_thread()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -61,10 +63,48 @@ def browser():
     from served_app import CHROMIUM, CHROMIUM_ARGS
 
     if not CHROMIUM.exists():
-        pytest.skip("Debian's Chromium is not installed (make browser)")
+        # A failure, not a skip: a skipped browser suite would let a broken install step pass.
+        pytest.fail(f"Debian's Chromium is not at {CHROMIUM}: run `make system-packages` (`make test` does)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+NOBODY = 65534  # Debian's `nobody` / `nogroup`
+
+
+class OtherUser:
+    """Runs commands as an unprivileged user who owns none of the test's files: `nobody` (through
+    util-linux's setpriv) when the tests run as root, as CI does, else the current, unprivileged user.
+
+    Its folder can be reached by anyone (pytest's tmp_path cannot: /tmp/pytest-of-root is 0700).
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.prefix = (["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+                       if os.geteuid() == 0 else [])
+
+    def share(self, path: Path) -> Path:
+        """A copy of path in the folder, with the same modes (copytree copies them)."""
+        target = self.folder / path.name
+        shutil.copytree(path, target)
+        return target
+
+    def run(self, args: list[str]) -> subprocess.CompletedProcess:
+        env = {**os.environ, "HOME": str(self.folder), "PYTHONPATH": str(ROOT)}
+        return subprocess.run([*self.prefix, *args], cwd=self.folder, env=env, capture_output=True, text=True,
+                              timeout=300)
+
+
+@pytest.fixture
+def other_user():
+    folder = Path(tempfile.mkdtemp(prefix="qa-other-user-"))
+    folder.chmod(0o755)
+    try:
+        yield OtherUser(folder)
+    finally:
+        shutil.rmtree(folder)

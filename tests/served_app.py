@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
-import time
+import tempfile
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -32,12 +34,6 @@ def write_guard(folder: Path) -> Path:
     shutil.copyfile(Path(__file__).with_name("netguard.py"), folder / "netguard.py")
     (folder / "sitecustomize.py").write_text("import netguard\n\nnetguard.install()\n", "utf-8")
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def status(url: str, timeout: float = 5) -> int | None:
@@ -95,34 +91,65 @@ def app_env(guard: Path | None = None, net_log: Path | None = None) -> dict[str,
     return env
 
 
+_RUNNING = re.compile(r"Running on local URL:  (http://127\.0\.0\.1:(\d+)/)")
+
+
+def start(*args: str, workdir: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, re.Match | None]:
+    """`python app.py --port 0 *args` in workdir, its output copied to log; returns once it says where it
+    listens ((proc, the match of that line)) or has exited ((proc, None)).
+
+    Port 0 lets the app take a free port itself and say which: a port picked here and closed before
+    the app binds it could be taken by then.
+    """
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", "0", *args], cwd=workdir,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    found: list[re.Match] = []
+    ready = threading.Event()
+
+    def copy() -> None:  # runs until the app exits, so the log keeps growing while tests run
+        with open(log, "wb") as out:
+            for line in proc.stdout:
+                out.write(line)
+                out.flush()
+                if not found and (m := _RUNNING.search(line.decode("utf-8", "replace"))):
+                    found.append(m)
+                    ready.set()
+        ready.set()
+
+    threading.Thread(target=copy, daemon=True).start()
+    if not ready.wait(STARTUP_SECONDS):
+        stop(proc)
+        raise AssertionError(f"app.py did not say where it listens within {STARTUP_SECONDS} s:\n"
+                             f"{log.read_text('utf-8', errors='replace')}")
+    return proc, (found[0] if found else None)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextlib.contextmanager
 def serve(*args: str, workdir: Path, guard: bool = True, env: dict[str, str] | None = None) -> Iterator[App]:
-    """`python app.py --port P *args` in workdir, with env added to a user's; yields once / answers 200;
-    always stops it."""
-    port = free_port()
-    log = workdir / f"app-{port}.log"
-    net_log = workdir / f"net-{port}.log" if guard else None
+    """`python app.py --port 0 *args` in workdir, with env added to a user's; yields once it listens and
+    answers 200; always stops it."""
+    log = Path(tempfile.mkstemp(dir=workdir, prefix="app-", suffix=".log")[1])
+    net_log = log.with_suffix(".net.log") if guard else None
     env = {**app_env(write_guard(workdir / "guard") if guard else None, net_log), **(env or {})}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), *args],
-                                cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env)
-    app = App(f"http://127.0.0.1:{port}/", port, proc, log, net_log)
+    proc, running = start(*args, workdir=workdir, env=env, log=log)
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while status(app.url, timeout=2) != 200:
-            if proc.poll() is not None:
-                raise AssertionError(f"app.py exited with {proc.returncode}:\n{app.output()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"app.py did not answer within {STARTUP_SECONDS} s:\n{app.output()}")
-            time.sleep(0.2)
+        if running is None:
+            proc.wait(timeout=15)
+            raise AssertionError(f"app.py exited with {proc.returncode}:\n{log.read_text('utf-8', errors='replace')}")
+        app = App(running.group(1), int(running.group(2)), proc, log, net_log)
+        assert status(app.url, timeout=30) == 200, app.output()
         yield app
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import subprocess
@@ -28,16 +29,15 @@ def general_bot(tmp_path_factory):
     return qa.load(folder)
 
 
-# The test halves of the five question sets (tests/data/sets; each written before it was first run, and
-# nothing was fitted on these halves). Floors a few points under what the shipped model measured
-# (README, Evaluation), so that a real regression crosses them and noise does not: one item is 2-3 points.
+# The test halves of the question sets on organisation profiles, the product's own kind of corpus
+# (tests/data/sets; each set written before it was first run; nothing was fitted on these halves).
+# Floors under what the shipped model measured (README, Evaluation), so that a real regression
+# crosses them and one item's noise does not (one item is 2-3 points of hit@1, 20 of a 5-item
+# unanswerable share). The three larger corpora are measured by `make eval` (minutes with mpnet).
 FLOORS = {
     #            hit@1  hit@3  declined<=  offtopic>=  unanswerable caught>=
-    "ipu":        (0.70, 0.80, 0.06, 1.0, 0.7),
-    "profiles":   (0.60, 0.80, 0.05, 0.8, 0.6),
-    "licences":   (0.40, 0.50, 0.06, 1.0, 0.8),
-    "techdocs":   (0.40, 0.55, 0.06, 1.0, 0.7),
-    "governance": (0.30, 0.55, 0.06, 1.0, 0.8),
+    "ipu":       (0.78, 0.85, 0.05, 1.0, 0.2),
+    "profiles":  (0.70, 0.85, 0.05, 0.8, 0.25),
 }
 
 
@@ -327,3 +327,22 @@ def test_a_date_question_whose_best_quote_has_no_date_is_not_answered(general_bo
 
     no_year = [Quote("It was founded by its members.", "a", "a", "", 0, 30, 1.0)]
     assert dates_missing("When was it founded?", no_year) and not dates_missing("Why was it founded?", no_year)
+
+
+def test_a_quote_without_the_year_asked_for_takes_in_the_next_sentence(seed_bot):
+    from qa.answer import Candidate, make_quote
+    from qa.chunking import BLANK_LINE
+
+    answer = seed_bot.ask("When did the IPU encourage parliaments to use ICTs as essential tools?")
+    first = answer.quotes[0]
+    assert first.text.startswith("The IPU also encourages parliaments to make use of ICTs")
+    assert "launched the Centre for Innovation in Parliament in 2018" in first.text  # the year is in the next one
+    assert seed_bot.data.documents[first.source].text[first.start : first.end] == first.text
+    unasked = seed_bot.ask("Does the IPU encourage parliaments to use ICTs as essential tools?").quotes[0]
+    assert unasked.text.startswith("The IPU also encourages") and "2018" not in unasked.text
+    # a quote is never widened into the next paragraph
+    data, units = seed_bot.data, seed_bot.units
+    for row in range(len(units)):
+        quote = make_quote(data, units, Candidate(row, int(data.sentence_chunk[row]), 1.0, 1.0),
+                           lambda facts: bool(facts.number or facts.time))
+        assert not BLANK_LINE.search(quote.text), quote.text

@@ -53,9 +53,17 @@ def test_retrieve_returns_passages_with_offsets(client):
     assert any("World e-Parliament Report" in p["text"] for p in passages)
 
 
-def test_retrieve_clamps_k(client):
-    assert len(client.predict("parliaments", 10_000, api_name="/retrieve")) <= 50
+def test_retrieve_clamps_k(client, seed_bot, monkeypatch):
+    from qa import ui
+
+    chunks = len(seed_bot.data.chunks)
+    assert len(client.predict("parliaments", 10_000, api_name="/retrieve")) == chunks  # every chunk, once
     assert len(client.predict("parliaments", 0, api_name="/retrieve")) == 1
+    # the seed has fewer chunks than the cap of 50: a cap of 5 shows that it applies
+    monkeypatch.setattr(ui, "MAX_K", 5)
+    assert len(ui.passages(seed_bot, "parliaments", 10_000)) == 5
+    assert len(ui.passages(seed_bot, "parliaments", 3)) == 3
+    assert len(ui.passages(seed_bot, "parliaments", "many")) == 5  # not a number: the default
 
 
 def test_a_megabyte_message_gets_a_clear_reply_quickly(client):
@@ -134,13 +142,40 @@ def test_plain_history_accepts_gradio_messages_and_drops_the_rest():
     assert plain_history("not a list") == []
 
 
+def test_history_from_api_callers_is_capped_to_the_last_20_turns_of_4000_characters():
+    from qa.ui import plain_history
+
+    history = [{"role": ("user", "assistant")[i % 2], "content": f"message {i} " + "y" * 10_000} for i in range(100)]
+    kept = plain_history(history)
+    assert [m["content"].split()[1] for m in kept] == [str(i) for i in range(60, 100)]
+    assert {len(m["content"]) for m in kept} == {4000}
+
+
+def test_the_ui_session_keeps_the_last_20_turns_and_shows_a_long_question_cut(seed_bot):
+    """The UI's own event handler, as Gradio calls it."""
+    from qa import ui
+
+    demo = ui.build_demo(seed_bot)
+    [respond] = [f.fn for f in demo.fns.values() if f.name == "respond"]
+    questions = [f"How many member parliaments does the IPU have? ({i})" for i in range(25)]
+    session = None
+    for question in questions:
+        _, shown, session, _, _ = respond(question, session)
+    assert shown == session["shown"]
+    assert [m["content"] for m in session["history"][::2]] == questions[5:]
+    assert len(session["shown"]) == 40 and "179" in session["shown"][-1]["content"]
+    _, shown, after, _, _ = respond("x" * 5000, session)
+    assert after["history"] == session["history"]  # a refused question is no context for follow-ups
+    assert shown[-2]["content"] == "x" * 300 + "… *(5,000 characters)*" and "the limit is 2,000" in shown[-1]["content"]
+
+
 def test_title_description_and_examples_come_from_the_corpus(seed_bot):
     from qa.ui import corpus_title, describe, example_questions
 
     assert corpus_title(seed_bot) == "Inter-Parliamentary Union"
     chunks = seed_bot.manifest["counts"]["chunks"]
     assert describe(seed_bot).startswith(
-        f"I answer only by quoting 1 document ({chunks} chunks), found with all-MiniLM-L6-v2; index built 20")
+        f"I answer only by quoting 1 document ({chunks} chunks), found with all-mpnet-base-v2; index built 20")
     examples = example_questions(seed_bot)
     assert examples[0] == "What is the Inter-Parliamentary Union?"
     assert len(examples) >= 3 and all(not seed_bot.ask(q).abstained for q in examples)
@@ -166,5 +201,6 @@ def test_the_queue_polls_every_20_ms_not_every_1_ms(seed_bot):
 
     demo = ui.build_demo(seed_bot)
     ui.set_up_queue(demo)
-    assert demo._queue.sleep_when_free == demo._queue.progress_update_sleep_when_free == ui.QUEUE_POLL_SECONDS
-    assert demo._queue.max_size == ui.QUEUE_SIZE
+    # the figures the README and bench/ report: 20 ms, a queue of 64, 2 jobs at a time
+    assert demo._queue.sleep_when_free == demo._queue.progress_update_sleep_when_free == 0.02
+    assert demo._queue.max_size == 64 and demo._queue.default_concurrency_limit == 2

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-import os
 import shutil
+import sys
 
 import pytest
 
@@ -111,20 +112,22 @@ def test_unusable_files_are_skipped_with_a_warning_naming_them(tmp_path, caplog)
         assert any(source in w for w in warnings), (source, warnings)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file_is_skipped_with_a_warning(tmp_path, caplog):
-    _write(tmp_path / "good.txt", "Good document\n\nIt has one sentence.\n")
-    secret = tmp_path / "secret.txt"
-    _write(secret, "Secret\n\nNobody may read this.\n")
-    secret.chmod(0)
-    try:
-        with caplog.at_level(logging.WARNING, logger="qa.corpus"):
-            corpus = load_corpus(tmp_path)
-    finally:
-        secret.chmod(0o644)
-    assert [d.source for d in corpus.documents] == ["good.txt"]
-    assert [s for s, _ in corpus.skipped] == ["secret.txt"]
-    assert any("secret.txt" in r.getMessage() for r in caplog.records)
+def test_unreadable_file_is_skipped_with_a_warning(other_user):
+    """Run by a user who may not read it: as root (CI) the file would be readable whatever its mode."""
+    corpus = other_user.folder / "corpus"
+    _write(corpus / "good.txt", "Good document\n\nIt has one sentence.\n")
+    _write(corpus / "secret.txt", "Secret\n\nNobody may read this.\n")
+    corpus.chmod(0o755)
+    (corpus / "good.txt").chmod(0o644)
+    (corpus / "secret.txt").chmod(0)
+    code = ("import json, logging, sys; from qa.corpus import load_corpus; logging.basicConfig(); "
+            "c = load_corpus(sys.argv[1]); print(json.dumps([[d.source for d in c.documents], c.skipped]))")
+    result = other_user.run([sys.executable, "-c", code, str(corpus)])
+    assert result.returncode == 0, result.stderr
+    documents, skipped = json.loads(result.stdout)
+    assert documents == ["good.txt"]
+    assert [source for source, _ in skipped] == ["secret.txt"] and "cannot read" in skipped[0][1]
+    assert "WARNING:qa.corpus:" in result.stderr and "secret.txt" in result.stderr
 
 
 def test_corpus_with_no_usable_document_is_a_clear_error(tmp_path):

@@ -1,5 +1,5 @@
-"""PDF, HTML and DOCX extraction on real Debian documents (installed by `make system-packages`), bad
-files, and the index built from a folder mixing all five formats with the real model."""
+"""PDF, HTML and DOCX extraction on real Debian documents (installed by `make system-packages`), bad files, and the
+index built from a folder mixing all five formats with the real model."""
 
 from __future__ import annotations
 
@@ -29,10 +29,15 @@ LIBFFI = Path("/usr/share/doc/libffi8/html")
 LIBFFI_PAGES = ["index", "Introduction", "Using-libffi", "The-Basics", "Simple-Example", "Types",
                 "Primitive-Types", "Structures", "Size-and-Alignment", "Arrays-Unions-Enums"]
 
-needs_debian = pytest.mark.skipif(
-    not all(p.exists() for p in (LIBTASN1, MIME_SPEC, USERS, LIBFFI)) or shutil.which("pandoc") is None,
-    reason="the Debian documents are not installed (make system-packages)",
-)
+
+@pytest.fixture(scope="module")
+def debian_documents() -> None:
+    # A failure, not a skip: skipped tests would let a broken install step pass.
+    if not all(p.exists() for p in (LIBTASN1, MIME_SPEC, USERS, LIBFFI)) or shutil.which("pandoc") is None:
+        pytest.fail("the Debian documents or pandoc are not installed: run `make system-packages` (`make test` does)")
+
+
+needs_debian = pytest.mark.usefixtures("debian_documents")
 
 
 def _headings(doc) -> list[tuple[str, int]]:

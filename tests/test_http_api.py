@@ -80,7 +80,7 @@ def test_health_describes_the_index(seed_app, seed_index):
     manifest = json.loads((seed_index / "manifest.json").read_text("utf-8"))
     assert code == 200 and json.loads(raw) == {
         "status": "ok", "workers": 0, "index_format": manifest["format_version"],
-        "model": "sentence-transformers/all-MiniLM-L6-v2", "documents": 1,
+        "model": "sentence-transformers/all-mpnet-base-v2", "documents": 1,
         "chunks": manifest["counts"]["chunks"], "built_at": manifest["built_at"],
     }
 

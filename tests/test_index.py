@@ -1,8 +1,9 @@
 """The index folder: manifest, records, known answers, staleness, atomic and incremental rebuilds.
 
-Known answers, staleness and the CLI use the real packaged model. The sha256-seeded fake embedder
-is used only where the model is beside the point: counting what a rebuild embeds, and crashing a
-build half way.
+Everything uses the real packaged model. Rebuild tests count what a build embeds with a wrapper
+around it (`CountingEmbedder`), so they chunk with the model's tokenizer exactly as production does;
+the sha256-seeded fake stands only for what this machine cannot provide: an embedder that fails,
+and a second model.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +23,7 @@ import pytest
 
 import qa
 from qa.chunking import CHUNKER_VERSION, ChunkerSettings
-from qa.embedding import DEFAULT_MODEL
+from qa.embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
 from qa.extract import EXTRACTOR_VERSION
 from qa.index import FORMAT_VERSION, LOCK, MANIFEST, build_index, load_index, read_manifest, staleness
 
@@ -31,8 +33,38 @@ MESSY = DATA / "messy"
 FIX = "python -m qa build"
 
 
+class CountingEmbedder:
+    """The packaged model, recording every text a build asks it to embed.
+
+    Its name is the model's, so a build cuts chunks with the model's tokenizer as production does.
+    Vectors are memoised across instances (the model gives a text the same vector every time): the
+    suite pays once per distinct text however many rebuilds it runs.
+    """
+
+    _model: SentenceTransformerEmbedder | None = None
+    _memo: dict[str, np.ndarray] = {}
+    _lock = threading.Lock()  # builds run in two threads in one test
+
+    def __init__(self):
+        with CountingEmbedder._lock:
+            if CountingEmbedder._model is None:
+                CountingEmbedder._model = SentenceTransformerEmbedder(DEFAULT_MODEL)
+            self.name, self.dim = DEFAULT_MODEL, CountingEmbedder._model.dim
+        self.texts: list[str] = []
+
+    def embed(self, texts):
+        texts = list(texts)
+        self.texts += texts
+        with CountingEmbedder._lock:
+            new = [t for t in dict.fromkeys(texts) if t not in self._memo]
+            if new:
+                self._memo.update(zip(new, self._model.embed(new)))
+        return np.array([self._memo[t] for t in texts], dtype=np.float32).reshape(len(texts), self.dim)
+
+
 class FakeEmbedder:
-    """Deterministic unit vectors seeded by each text's sha256; remembers what it was asked to embed."""
+    """Deterministic unit vectors seeded by each text's sha256: a second model (none is installed
+    here), or, with fail=True, a model that falls over mid-build."""
 
     def __init__(self, name: str = "fake-sha256", dim: int = 32, fail: bool = False):
         self.name, self.dim, self.fail = name, dim, fail
@@ -89,7 +121,7 @@ def test_manifest_records_what_the_index_was_built_from(seed_index):
     manifest = json.loads((seed_index / MANIFEST).read_text("utf-8"))
     text = SEED_FILE.read_text("utf-8")
     assert manifest["format_version"] == FORMAT_VERSION
-    assert manifest["model"] == {"name": DEFAULT_MODEL, "dim": 384}
+    assert manifest["model"] == {"name": DEFAULT_MODEL, "dim": 768}
     assert manifest["chunker"] == ChunkerSettings().as_dict()
     assert {"version", "max_chars", "min_chars", "max_tokens"} <= manifest["chunker"].keys()
     assert manifest["documents"] == {
@@ -128,7 +160,7 @@ def test_records_are_json_lines_and_arrays_without_pickle(seed_index):
         assert {"id", "source", "title", "section", "start", "end", "text", "sentences"} <= record.keys()
         assert text[record["start"] : record["end"]] == record["text"]
     vectors = np.load(seed_index / files["sentences"]["name"], allow_pickle=False)
-    assert vectors.shape == (manifest["counts"]["sentences"], 384) and vectors.dtype == np.float32
+    assert vectors.shape == (manifest["counts"]["sentences"], 768) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     lexicon = seed_index / files["lexicon"]["name"]
     assert {p.suffix for p in lexicon.rglob("*") if p.is_file()} == {".json", ".npy"}
@@ -249,6 +281,21 @@ def test_stale_index_names_the_file_and_the_fix(small_copy, change, reason):
     assert reason in str(e.value) and FIX in str(e.value)
 
 
+def test_a_corpus_folder_that_is_not_there_is_an_error_or_a_warning(small_copy, tmp_path, caplog):
+    """Named by the caller, a missing folder is a mistake (a typo); recorded at build time, it is an index
+    copied to a server without its documents: served, with a warning that they are not checked."""
+    corpus, index = small_copy
+    with pytest.raises(qa.CorpusError) as e:
+        qa.load(index, corpus_dir=tmp_path / "typo")
+    assert f"corpus folder {tmp_path / 'typo'} does not exist" in str(e.value)
+    _edit_manifest(lambda m: m.update(corpus_dir=str(tmp_path / "gone")))(index)
+    with caplog.at_level("WARNING", logger="qa.bot"):
+        bot = qa.load(index)
+    assert f"built from {tmp_path / 'gone'}/, which is not here" in caplog.text
+    assert "Émile Roux" in bot.retrieve("Who founded the Lakeside Observatory?")[0].text
+    assert qa.load(index, corpus_dir=corpus).data.chunks == bot.data.chunks  # the folder named is checked instead
+
+
 def test_rebuild_after_an_edit_embeds_only_that_document(small_copy):
     corpus, index = small_copy
     path = corpus / "wrapped-crlf.txt"
@@ -295,6 +342,60 @@ def test_another_model_reuses_no_vectors(small_copy):
     report = build_index(corpus_dir=corpus, index_dir=index, embedder=fake)
     assert report.reused == 0 and report.embedded == len(set(fake.texts)) > 0
     assert read_manifest(index)["model"] == {"name": "fake-sha256", "dim": 32}
+
+
+def test_the_counting_embedder_cuts_the_chunks_production_cuts(small, seed_corpus, seed_index, tmp_path):
+    """The rebuild tests below use CountingEmbedder; a build through it must be a production build
+    (chunks cut with the model's tokenizer, not the chunker's rough estimate: on the seed that was 15
+    chunks instead of 13), and reuse a production index's vectors."""
+    for corpus, production in ((seed_corpus, seed_index), small):
+        counting = CountingEmbedder()
+        folder = tmp_path / corpus.name / "index"
+        report = build_index(corpus_dir=corpus, index_dir=folder, embedder=counting)
+        expected = load_index(production)
+        built = load_index(folder)
+        assert [c.id for c in built.chunks] == [c.id for c in expected.chunks]
+        assert [c.sentences for c in built.chunks] == [c.sentences for c in expected.chunks]
+        assert report.chunks == expected.manifest["counts"]["chunks"] and len(set(counting.texts)) == report.embedded
+        np.testing.assert_allclose(built.sentence_vectors, expected.sentence_vectors, atol=1e-5)
+        shutil.copytree(production, tmp_path / corpus.name / "copy")
+        again = CountingEmbedder()
+        assert build_index(corpus_dir=corpus, index_dir=tmp_path / corpus.name / "copy", embedder=again).embedded == 0
+        assert again.texts == []
+
+
+def _modes(folder: Path) -> dict[str, int]:
+    return {p.relative_to(folder).as_posix(): p.stat().st_mode & 0o777 for p in [folder, *folder.rglob("*")]}
+
+
+def test_index_files_get_the_modes_the_umask_allows(seed_corpus, tmp_path):
+    """An index built by one user (CI, an admin) is served by another: its files must not be private
+    unless the umask says so (tempfile's 0600 files and 0700 folders made them private)."""
+    shared, private = tmp_path / "shared", tmp_path / "private"
+    before = os.umask(0o022)
+    try:
+        build_index(corpus_dir=seed_corpus, index_dir=shared)  # with the ONNX encoder folder
+        os.umask(0o077)
+        build_index(corpus_dir=seed_corpus, index_dir=private, query_encoder=False)
+    finally:
+        os.umask(before)
+    modes = _modes(shared)
+    assert any(name.startswith("encoder.") and name.endswith("/model.onnx") for name in modes)
+    wrong = {name: oct(mode) for name, mode in modes.items()
+             if mode != (0o755 if (shared / name).is_dir() else 0o644)}
+    assert wrong == {}
+    wrong = {name: oct(mode) for name, mode in _modes(private).items() if mode & 0o077}
+    assert wrong == {}
+
+
+def test_an_index_built_by_one_user_is_served_to_another(seed_index, other_user):
+    """Read by an unprivileged user who owns none of its files (`nobody`, when the tests run as root)."""
+    code = ("import sys, qa; bot = qa.load(sys.argv[1], check_stale=False); "
+            "print(bot.ask('How many member parliaments does the IPU have?').quotes[0].text)")
+    index = other_user.share(seed_index)
+    result = other_user.run([sys.executable, "-c", code, str(index)])
+    assert result.returncode == 0, result.stderr
+    assert "179 national member parliaments" in result.stdout
 
 
 # --- errors that say what to do ----------------------------------------------------------------------
@@ -373,12 +474,12 @@ def test_damaged_or_missing_lexicon_is_a_clear_error(small_copy):
 @pytest.mark.parametrize("failure", ["embedder", "manifest-rename"])
 def test_failed_rebuild_leaves_the_previous_index(tmp_path, monkeypatch, failure):
     corpus, index = make_corpus(tmp_path / "corpus"), tmp_path / "index"
-    build_index(corpus_dir=corpus, index_dir=index, embedder=FakeEmbedder())
+    build_index(corpus_dir=corpus, index_dir=index, embedder=CountingEmbedder())
     before = (index / MANIFEST).read_bytes()
     old_chunks = [c.text for c in load_index(index).chunks]
 
     (corpus / "notes" / "cafe-notes.md").write_text("# Café\n\nA different text altogether.\n", "utf-8")
-    embedder = FakeEmbedder(fail=failure == "embedder")
+    embedder = FakeEmbedder(fail=True) if failure == "embedder" else CountingEmbedder()
     if failure == "manifest-rename":
         real_replace = os.replace
 
@@ -396,7 +497,7 @@ def test_failed_rebuild_leaves_the_previous_index(tmp_path, monkeypatch, failure
     assert [c.text for c in load_index(index).chunks] == old_chunks
     assert not [p for p in index.iterdir() if p.name.startswith(f".{MANIFEST}")]  # no temporary manifest left
 
-    build_index(corpus_dir=corpus, index_dir=index, embedder=FakeEmbedder())
+    build_index(corpus_dir=corpus, index_dir=index, embedder=CountingEmbedder())
     assert any("A different text altogether." in c.text for c in load_index(index).chunks)
     new, old = read_manifest(index), json.loads(before)
     # only the current and the previous generation remain: what the failed build wrote is gone
@@ -417,15 +518,17 @@ def test_failed_rebuild_with_the_real_model_keeps_answering(small_copy, monkeypa
 
 
 def test_concurrent_builds_into_one_folder_leave_a_loadable_index(tmp_path, monkeypatch):
-    """A second build that finishes while the first is between its data files and its manifest
-    must not collect the first one's files (it waits for the build lock)."""
+    """A second build that starts while the first is between its data files and its manifest
+    must not collect the first one's files: it waits for the build lock."""
+    import fcntl
+
     import qa.index
 
     first_corpus, second_corpus = make_corpus(tmp_path / "first"), make_corpus(tmp_path / "second")
     (second_corpus / "later.txt").write_text("Later\n\nWritten by the second build.\n", "utf-8")
     index = tmp_path / "index"
-    paused, resume = threading.Event(), threading.Event()
-    atomic_write = qa.index._atomic_write
+    paused, resume, second_blocked = threading.Event(), threading.Event(), threading.Event()
+    atomic_write, flock = qa.index._atomic_write, fcntl.flock
 
     def pausing_atomic_write(path, write):
         if threading.current_thread().name == "first":  # data files written, manifest not yet
@@ -433,12 +536,21 @@ def test_concurrent_builds_into_one_folder_leave_a_loadable_index(tmp_path, monk
             resume.wait(timeout=120)
         return atomic_write(path, write)
 
+    def observed_flock(f, operation):
+        if threading.current_thread().name == "second" and operation == fcntl.LOCK_EX:
+            try:  # the lock is free only if the first build does not hold it
+                return flock(f, operation | fcntl.LOCK_NB)
+            except BlockingIOError:
+                second_blocked.set()
+        return flock(f, operation)
+
     monkeypatch.setattr(qa.index, "_atomic_write", pausing_atomic_write)
+    monkeypatch.setattr(fcntl, "flock", observed_flock)
     errors = []
 
     def build(corpus):
         try:
-            build_index(corpus_dir=corpus, index_dir=index, embedder=FakeEmbedder())
+            build_index(corpus_dir=corpus, index_dir=index, embedder=CountingEmbedder())
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
@@ -447,10 +559,12 @@ def test_concurrent_builds_into_one_folder_leave_a_loadable_index(tmp_path, monk
     first.start()
     assert paused.wait(timeout=120)
     second.start()
-    second.join(timeout=1)  # without the lock, the second build would be done (and have collected) by now
+    # Without the lock the second build would run through and collect the first one's files.
+    blocked = second_blocked.wait(timeout=120)
     resume.set()
     first.join(timeout=120)
     second.join(timeout=120)
+    assert blocked, "the second build did not wait for the first one's lock"
     assert errors == []
     data = load_index(index)
     assert "later.txt" in data.documents  # the second build ran last, over the first one's complete index
@@ -458,32 +572,32 @@ def test_concurrent_builds_into_one_folder_leave_a_loadable_index(tmp_path, monk
 
 def test_incremental_rebuild_embeds_only_what_changed(tmp_path):
     corpus, index = make_corpus(tmp_path / "corpus"), tmp_path / "index"
-    first = FakeEmbedder()
+    first = CountingEmbedder()
     r1 = build_index(corpus_dir=corpus, index_dir=index, embedder=first)
     assert r1.reused == 0 and r1.embedded == len(first.texts) == len(set(first.texts)) > 0
     assert (r1.documents, r1.skipped) == (3, (("empty.txt", "empty.txt is empty"),))
 
-    again = FakeEmbedder()
+    again = CountingEmbedder()
     r2 = build_index(corpus_dir=corpus, index_dir=index, embedder=again)
     assert (r2.embedded, r2.reused, again.texts) == (0, r1.embedded, [])
 
     path = corpus / "notes" / "cafe-notes.md"
     path.write_text(path.read_text("utf-8").replace("Then she left.", "Then she left for Basel."), "utf-8")
-    edit = FakeEmbedder()
+    edit = CountingEmbedder()
     r3 = build_index(corpus_dir=corpus, index_dir=index, embedder=edit)
     assert 0 < r3.embedded == len(edit.texts) < r1.embedded / 4
     assert any("Then she left for Basel." in t for t in edit.texts)
     # everything embedded belongs to the edited document: it is among what that document alone gives the model
     (tmp_path / "alone").mkdir()
     shutil.copy(path, tmp_path / "alone" / "cafe-notes.md")
-    alone = FakeEmbedder()
+    alone = CountingEmbedder()
     build_index(corpus_dir=tmp_path / "alone", index_dir=tmp_path / "alone-index", embedder=alone)
     assert set(edit.texts) <= set(alone.texts)
 
     # Reused vectors sit where a build from scratch puts them.
     incremental = load_index(index)
     scratch = tmp_path / "scratch"
-    r4 = build_index(corpus_dir=corpus, index_dir=scratch, embedder=FakeEmbedder())
+    r4 = build_index(corpus_dir=corpus, index_dir=scratch, embedder=CountingEmbedder())
     assert r3.embedded + r3.reused == r4.embedded
     fresh = load_index(scratch)
     assert [c.id for c in incremental.chunks] == [c.id for c in fresh.chunks]
@@ -495,8 +609,8 @@ def test_incremental_rebuild_embeds_only_what_changed(tmp_path):
 def test_messy_corpus_round_trips_through_the_index(tmp_path):
     shutil.copytree(MESSY, tmp_path / "corpus")
     index = tmp_path / "index"
-    r1 = build_index(corpus_dir=tmp_path / "corpus", index_dir=index, embedder=FakeEmbedder())
-    r2 = build_index(corpus_dir=tmp_path / "corpus", index_dir=index, embedder=FakeEmbedder())
+    r1 = build_index(corpus_dir=tmp_path / "corpus", index_dir=index, embedder=CountingEmbedder())
+    r2 = build_index(corpus_dir=tmp_path / "corpus", index_dir=index, embedder=CountingEmbedder())
     assert r2.embedded == 0 and r2.reused == r1.embedded
     data = load_index(index)  # verifies every chunk's offsets against its document
     assert set(data.documents) == {p.name for p in MESSY.iterdir()}
@@ -509,7 +623,7 @@ def test_a_title_only_corpus_is_an_error_not_an_empty_index(tmp_path):
     (tmp_path / "corpus").mkdir()
     (tmp_path / "corpus" / "only-a-title.md").write_text("# Only a title\n", "utf-8")
     with pytest.raises(qa.CorpusError, match="no text to index"):
-        build_index(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", embedder=FakeEmbedder())
+        build_index(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", embedder=CountingEmbedder())
     assert not (tmp_path / "index" / MANIFEST).exists()
 
 
@@ -522,7 +636,7 @@ def test_rebuild_deletes_only_its_own_files(tmp_path):
     (index / "notes").mkdir()
     for n in range(3):  # three generations: the first one's files are collected
         (corpus / "extra.txt").write_text(f"Extra\n\nGeneration {n}.\n", "utf-8")
-        build_index(corpus_dir=corpus, index_dir=index, embedder=FakeEmbedder())
+        build_index(corpus_dir=corpus, index_dir=index, embedder=CountingEmbedder())
     assert set(foreign) <= data_files(index)
     assert len([n for n in data_files(index) if n.startswith("documents.")]) == 2
 
