@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -25,7 +26,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from served_app import ROOT, App, client, free_port, serve, status
+from served_app import ROOT, App, client, serve, status
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SITE = ROOT / "deploy" / "nginx.conf"
@@ -110,26 +111,45 @@ class Deployment:
         return {r.port for r in self.replicas}
 
 
+def unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @contextlib.contextmanager
 def nginx(tmp: Path, replicas: list[App]) -> Iterator[tuple[str, subprocess.Popen, Path, Path]]:
-    """Debian's nginx on a free loopback port, running deploy/nginx.conf in front of replicas."""
+    """Debian's nginx on a free loopback port, running deploy/nginx.conf in front of replicas.
+
+    nginx cannot take port 0 and say which port it got (as app.py does), so the port is picked here;
+    should another process take it before nginx binds it, nginx exits and starts again on another.
+    """
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "temp").mkdir(exist_ok=True)
-    port = free_port()
-    (tmp / "qa.conf").write_text(render(SITE.read_text("utf-8"), port, [r.port for r in replicas], tmp), "utf-8")
-    (tmp / "nginx.conf").write_text(MAIN_CONF.format(tmp=tmp), "utf-8")
     error_log = tmp / "error.log"
     cmd = [NGINX, "-p", str(tmp), "-e", str(error_log), "-c", str(tmp / "nginx.conf")]
-    checked = subprocess.run([*cmd, "-t"], capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stderr
-    proc = subprocess.Popen([*cmd, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
+    (tmp / "nginx.conf").write_text(MAIN_CONF.format(tmp=tmp), "utf-8")
+    for _ in range(5):
+        port = unused_port()
+        (tmp / "qa.conf").write_text(render(SITE.read_text("utf-8"), port, [r.port for r in replicas], tmp), "utf-8")
+        checked = subprocess.run([*cmd, "-t"], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+        error_log.write_text("", "utf-8")
+        proc = subprocess.Popen([*cmd, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + STARTUP_SECONDS
-        while status(url + "api/health", timeout=2) != 200:
-            assert proc.poll() is None, f"nginx exited with {proc.returncode}:\n{error_log.read_text()}"
-            assert time.monotonic() < deadline, f"nginx did not answer:\n{error_log.read_text()}"
+        while status(url + "api/health", timeout=2) != 200 and proc.poll() is None:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"nginx did not answer:\n{error_log.read_text()}")
             time.sleep(0.1)
+        if proc.poll() is None:
+            break
+        assert "Address already in use" in error_log.read_text(), \
+            f"nginx exited with {proc.returncode}:\n{error_log.read_text()}"
+    else:
+        raise AssertionError(f"nginx found its port taken five times:\n{error_log.read_text()}")
+    try:
         yield url, proc, tmp / "qa.access.log", error_log
     finally:
         proc.terminate()  # SIGTERM: nginx's fast shutdown
