@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -21,11 +22,11 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
-from served_app import ROOT, App, client, free_port, serve, status
+from served_app import ROOT, App, client, serve, status
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SITE = ROOT / "deploy" / "nginx.conf"
@@ -95,30 +96,60 @@ class Deployment:
             hits.append(Hit(m["method"], m["path"], int(m["status"]), ports, m["key"]))
         return hits
 
+    def logged(self, match: str | Callable[[Hit], bool], count: int) -> list[Hit]:
+        """Every logged request for a path (or matching a test), once there are at least `count`: nginx
+        writes a line just after its response, so the last ones may still be coming when a client has
+        its answer."""
+        test = match if callable(match) else lambda h: h.path == match
+        deadline = time.monotonic() + 30  # a hang guard, not a timing
+        while len(hits := [h for h in self.hits() if test(h)]) < count:
+            assert time.monotonic() < deadline, f"nginx logged {len(hits)} of {count} requests for {match}"
+            time.sleep(0.02)
+        return hits
+
     def ports(self) -> set[int]:
         return {r.port for r in self.replicas}
 
 
+def unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @contextlib.contextmanager
 def nginx(tmp: Path, replicas: list[App]) -> Iterator[tuple[str, subprocess.Popen, Path, Path]]:
-    """Debian's nginx on a free loopback port, running deploy/nginx.conf in front of replicas."""
+    """Debian's nginx on a free loopback port, running deploy/nginx.conf in front of replicas.
+
+    nginx cannot take port 0 and say which port it got (as app.py does), so the port is picked here;
+    should another process take it before nginx binds it, nginx exits and starts again on another.
+    """
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "temp").mkdir(exist_ok=True)
-    port = free_port()
-    (tmp / "qa.conf").write_text(render(SITE.read_text("utf-8"), port, [r.port for r in replicas], tmp), "utf-8")
-    (tmp / "nginx.conf").write_text(MAIN_CONF.format(tmp=tmp), "utf-8")
     error_log = tmp / "error.log"
     cmd = [NGINX, "-p", str(tmp), "-e", str(error_log), "-c", str(tmp / "nginx.conf")]
-    checked = subprocess.run([*cmd, "-t"], capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stderr
-    proc = subprocess.Popen([*cmd, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
+    (tmp / "nginx.conf").write_text(MAIN_CONF.format(tmp=tmp), "utf-8")
+    for _ in range(5):
+        port = unused_port()
+        (tmp / "qa.conf").write_text(render(SITE.read_text("utf-8"), port, [r.port for r in replicas], tmp), "utf-8")
+        checked = subprocess.run([*cmd, "-t"], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+        error_log.write_text("", "utf-8")
+        proc = subprocess.Popen([*cmd, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + STARTUP_SECONDS
-        while status(url + "api/health", timeout=2) != 200:
-            assert proc.poll() is None, f"nginx exited with {proc.returncode}:\n{error_log.read_text()}"
-            assert time.monotonic() < deadline, f"nginx did not answer:\n{error_log.read_text()}"
+        while status(url + "api/health", timeout=2) != 200 and proc.poll() is None:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"nginx did not answer:\n{error_log.read_text()}")
             time.sleep(0.1)
+        if proc.poll() is None:
+            break
+        assert "Address already in use" in error_log.read_text(), \
+            f"nginx exited with {proc.returncode}:\n{error_log.read_text()}"
+    else:
+        raise AssertionError(f"nginx found its port taken five times:\n{error_log.read_text()}")
+    try:
         yield url, proc, tmp / "qa.access.log", error_log
     finally:
         proc.terminate()  # SIGTERM: nginx's fast shutdown
@@ -158,33 +189,28 @@ def deployed(seed_index, tmp_path_factory) -> Iterator[Deployment]:
 
 
 def test_api_requests_are_spread_over_both_replicas(deployed):
-    before = len(deployed.hits())
+    before = len(deployed.logged("/api/ask", 0))  # each test waits for its own lines: none are coming
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: ask(deployed.url), range(40)))
     assert all(code == 200 and EXPECTED in body["text"] for code, body in results), results
-    asks = [h for h in deployed.hits()[before:] if h.path == "/api/ask"]
-    assert len(asks) == 40
+    asks = deployed.logged("/api/ask", before + 40)[before:]
+    assert len(asks) == 40 and all(h.status == 200 for h in asks)
     served = {h.upstreams[-1] for h in asks}
     assert served == deployed.ports(), f"only {served} of {deployed.ports()} answered"
 
 
 def test_body_over_the_cap_is_refused_by_nginx_with_json(deployed):
-    before = len(deployed.hits())
+    before = len(deployed.logged("/api/ask", 0))
     code, body = ask(deployed.url, "x" * (1 << 20))
     assert code == 413 and json.loads(body["error"])["error"].startswith("The request body is over 1 MiB")
-    deadline = time.monotonic() + 30  # nginx logs the request once it has drained the body it refused
-    while len(deployed.hits()) == before:
-        assert time.monotonic() < deadline, "the refused request was never logged"
-        time.sleep(0.05)
-    hit = deployed.hits()[before]
+    [hit] = deployed.logged("/api/ask", before + 1)[before:]
     assert hit.status == 413 and hit.upstreams == ()  # no replica saw it
 
 
 def test_chat_sessions_through_nginx_stay_on_one_replica(deployed):
     """gradio_client sessions (Gradio's queue: join, then an event stream) through nginx, until
     sessions have landed on both replicas; every request of a session reaches the same replica."""
-    before = len(deployed.hits())
-    keys: set[str] = set()
+    sessions: dict[str, list[Hit]] = {}  # nginx's affinity cookie -> the session's requests
     for _ in range(24):  # each new session lands on a random replica: ~all of them after a few
         c = client(deployed.url)
         try:
@@ -192,15 +218,14 @@ def test_chat_sessions_through_nginx_stay_on_one_replica(deployed):
             assert EXPECTED in c.predict(ANSWERABLE, [], api_name="/chat")
         finally:
             c.close()
-        keys.add(c.cookies["qa_replica"])  # nginx's affinity cookie, sent back by gradio_client
-        ui = [h for h in deployed.hits()[before:] if not h.path.startswith("/api/")]
-        if {h.upstreams[-1] for h in ui if h.key in keys} == deployed.ports():
+        key = c.cookies["qa_replica"]  # set by nginx with the page's /config, sent back by gradio_client
+        # its two answers came back on event streams (the last line may lag the answer)
+        deployed.logged(lambda h: h.key == key and h.path.startswith("/gradio_api/queue/data"), 2)
+        sessions[key] = deployed.logged(lambda h: h.key == key, 1)
+        if {s[0].upstreams[-1] for s in sessions.values()} == deployed.ports():
             break
-    ui = [h for h in deployed.hits()[before:] if h.key in keys]
-    assert {h.upstreams[-1] for h in ui} == deployed.ports(), "every session landed on the same replica"
-    for key in keys:
-        session = [h for h in ui if h.key == key]
-        assert any(h.path.startswith("/gradio_api/queue/data") for h in session), session
+    assert {s[0].upstreams[-1] for s in sessions.values()} == deployed.ports(), "all sessions on one replica"
+    for session in sessions.values():
         assert len({h.upstreams for h in session}) == 1, f"one session reached two replicas: {session}"
         assert all(h.status == 200 for h in session), session
 
@@ -250,7 +275,7 @@ def test_a_replica_killed_mid_load_fails_no_request(seed_index, tmp_path):
         assert victim.proc.wait(timeout=10) == -signal.SIGKILL
         failed = [(code, body) for _, code, body in results if code != 200 or EXPECTED not in body.get("text", "")]
         assert not failed, f"{len(failed)} of {len(results)} failed: {failed[:3]}"
-        hits = [h for h in d.hits() if h.path == "/api/ask"]
+        hits = d.logged("/api/ask", len(results))
         # the questions the victim was answering (or its reused connections were carrying) went on
         retried = [h for h in hits if len(h.upstreams) > 1]
         assert retried, "no request was in flight on the killed replica"
@@ -276,14 +301,12 @@ def test_a_rebuilt_index_is_picked_up_by_every_replica(seed_corpus, seed_index, 
             assert code == 200 and not any(q["source"] == "harbour-council.txt" for q in body["quotes"])
         (corpus / "harbour-council.txt").write_text(NEW_DOC, "utf-8")
         qa.build_index(corpus_dir=corpus, index_dir=index)
-        before = len(d.hits())
         answered_by: set[int] = set()
-        for _ in range(20):  # until both replicas answered; least_conn alternates between idle ones
+        for asked in range(5, 25):  # until both replicas answered; least_conn alternates between idle ones
             code, body = ask(d.url, NEW_QUESTION)
             assert code == 200 and body["quotes"], body
             assert body["quotes"][0]["source"] == "harbour-council.txt" and "43 elected members" in body["text"]
-            answered_by.add(d.hits()[-1].upstreams[-1])
+            answered_by.add(d.logged("/api/ask", asked)[asked - 1].upstreams[-1])
             if answered_by == d.ports():
                 break
         assert answered_by == d.ports()
-        assert all(h.upstreams[-1] in d.ports() for h in d.hits()[before:])
