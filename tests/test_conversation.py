@@ -65,7 +65,8 @@ def test_small_talk_in_the_history_is_skipped():
 # On the seed, with the real model: "it" / "they" mean what the conversation is about.
 @pytest.mark.parametrize("earlier, question, expected", [
     ("What is the Centre for Innovation in Parliament?", "When was it launched?", "2018"),
-    ("What are the parliamentary hubs?", "How many are there?", "eight regional and thematic parliamentary hubs"),
+    ("What are the parliamentary hubs?", "Who coordinates them?", "co-ordinated by a national parliament"),
+    ("What are the parliamentary hubs?", "Since when have they been operating?", "August 2020"),
     ("Where is the IPU based?", "And its website?", "ipu.org"),
     ("Tell me about the IPU's work on privacy.", "Which resolution is it based on?", "2015"),
 ])
