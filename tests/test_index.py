@@ -323,8 +323,8 @@ def test_model_and_chunker_mismatch_are_reported(small_copy):
     _, index = small_copy
     manifest = read_manifest(index)
     assert staleness(manifest, model=DEFAULT_MODEL, settings=ChunkerSettings()) == []
-    [reason] = staleness(manifest, model="sentence-transformers/all-mpnet-base-v2")
-    assert DEFAULT_MODEL in reason and "all-mpnet-base-v2" in reason
+    [reason] = staleness(manifest, model="sentence-transformers/all-MiniLM-L6-v2")
+    assert DEFAULT_MODEL in reason and "all-MiniLM-L6-v2" in reason
     assert staleness(manifest, settings=ChunkerSettings(max_chars=300)) == ["the chunker settings changed"]
 
 
