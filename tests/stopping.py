@@ -2,7 +2,7 @@
 that moment (kill it, interrupt it) instead of guessing it by time or by polling the folder.
 
 `stopping_env(folder, at)` returns environment additions that install the hook as sitecustomize.py:
-- "first-write": before the first data file is renamed into place;
+- "first-write": before the first index data file is renamed into place (not another library's cache file);
 - "before-manifest": data files written, just before the manifest is replaced;
 - "after-manifest": just after it was replaced (old generations not yet removed).
 """
@@ -22,7 +22,10 @@ if _at:
 
     def replace(src, dst, *args, **kwargs):
         manifest = os.path.basename(dst) == "manifest.json"
-        if (manifest and _at == "before-manifest") or (_first[0] and _at == "first-write"):
+        # an index data file ("chunks.<hash>.jsonl", …): libraries may replace their own cache files first
+        data = os.path.basename(dst).split(".")[0] in ("documents", "chunks", "vectors", "sentences", "encoder",
+                                                       "lexicon")
+        if (manifest and _at == "before-manifest") or (_first[0] and data and _at == "first-write"):
             _first[0] = False
             os.kill(os.getpid(), signal.SIGSTOP)
         result = _replace(src, dst, *args, **kwargs)

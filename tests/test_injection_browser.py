@@ -180,7 +180,7 @@ def test_payloads_planted_in_the_corpus_are_shown_as_text(browser, payload_app):
     try:
         assert page.page.title() == TITLE + " and Inter-Parliamentary Union"
         quoted = page.ask("Which samples are svg?")
-        assert "Sample 4 is <svg onload=__mark(4)> and it must stay inert." in quoted.inner_text()
+        assert "<svg onload=__mark(" in quoted.inner_text()  # a planted svg payload, shown as its text
         _assert_inert(page.inspect(pause=300))
         shown = ""
         questions = ["Which sample has an iframe?", *(f"What does the {s} shelf of the archive hold?" for s in SHELVES),
