@@ -80,7 +80,7 @@ class Scoring:
     chunk_weight: float = 0.5  # how much a sentence inherits from its chunk's similarity
     lexical_weight: float = 0.25  # BM25 of the sentence, scaled to [0, 1] by the best candidate
     candidate_chunks: int = 8
-    min_support: float = 0.28  # abstain below this support; midpoint of both sets' classes (bench/calibrate.py)
+    min_support: float = 0.28  # the old support threshold: used only for a model with no fitted decision (decision.py)
     follow_ratio: float = 0.85  # a further quote must score at least this share of the first
     type_weight: float = 0.15  # bonus for a sentence of the asked type (a number for "how many"…)
     field_weight: float = 0.25  # bonus for a "Key: value" line whose key the question names
