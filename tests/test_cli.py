@@ -59,7 +59,10 @@ def test_ctrl_c_during_a_build_exits_130_quietly_and_leaves_no_half_index(tmp_pa
     env = stopping_env(tmp_path / "hook", "first-write", app_env())
     proc = subprocess.Popen([sys.executable, "-m", "qa", "build", "--corpus", str(seed_corpus), "--index", str(index),
                              "--no-onnx"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True,
+                            # as from a terminal: an ignored SIGINT is inherited, and an earlier test in the
+                            # session (a server run in-process) may have left the test process ignoring it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert wait_stopped(proc.pid) is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
