@@ -74,7 +74,7 @@ class Answer:
 
 @dataclass(frozen=True, slots=True)
 class Scoring:
-    """Weights of the sentence score and the abstention thresholds (calibrated on dev, see README)."""
+    """Weights of the sentence score (set by hand, searched on the tune halves: README) and the fallback threshold."""
 
     dense_weight: float = 1.0  # the sentence's own cosine similarity to the query
     chunk_weight: float = 0.5  # how much a sentence inherits from its chunk's similarity

@@ -173,10 +173,8 @@ class Bot:
         return Query(text, vector, self.sentence_lexicon.terms(text), context_terms,
                      asks_broad(text, followup=turn.kind == "followup"), context)
 
-    def candidates(self, query: Query | str) -> tuple[list[Candidate], list]:
+    def candidates(self, query: Query) -> tuple[list[Candidate], list]:
         """The sentences that might answer a query, best first, and the hints that scored them."""
-        if isinstance(query, str):
-            query = self.query(Resolved(query, "question"))
         weight = self.scoring.context_weight
         ranked = self.retriever.rank(query.vector, query.terms, self.scoring.candidate_chunks,
                                      query.context_terms, weight)
