@@ -333,8 +333,52 @@ def make_quote(data: IndexData, units: Units, cand: Candidate, check=None) -> Qu
         and check(units.facts(nxt))
     ):
         end = units[nxt][1]
+    elif introduces(text, start, end):
+        end = _introduced_end(data, units, cand.row, text, start, end)
     page = data.documents[chunk.source].page_at(start)
     return Quote(text[start:end], chunk.source, chunk.title, chunk.section, start, end, round(cand.score, 4), page)
+
+
+MAX_LEAD_IN_QUOTE = 400  # a lead-in or a title with what it introduces: a focused quote, not a section
+
+
+def introduces(text: str, start: int, end: int) -> bool:
+    """Whether the unit text[start:end] only announces what follows it: a lead-in ending with a colon
+    ("To send first a HEAD and then a GET:") or a title, a short line of its own without a sentence's
+    final stop ("Vote Counting"). Quoted alone it names the answer's topic but holds no answer."""
+    unit = text[start:end]
+    if unit.endswith(":"):
+        return True
+    if end - start >= 100 or "\n" in unit or unit[-1] in ".!?;," or _FIELD.match(unit):
+        return False
+    before, after = _LINE_BEFORE.search(text, max(0, start - 40), start), _LINE_AFTER.match(text, end)
+    return bool(before and after and (before.group(1) is not None or after.group(1) is not None))
+
+
+# The unit starts its line, after an enumerator or a Markdown "#" ("A.5. Vote Counting"); group 1: after a blank line.
+_LINE_BEFORE = re.compile(r"(?:\A|\n)([ \t]*\n|\A)?[ \t]*(?:#{1,6}|(?:\w{1,3}\.)*\w{1,3}[.)])?[ \t]*\Z")
+_LINE_AFTER = re.compile(r"[ \t]*(?:\n|\Z)([ \t]*\n)?")  # the unit ends its line (before a blank one: group 1)
+
+
+def _introduced_end(data: IndexData, units: Units, row: int, text: str, start: int, end: int) -> int:
+    """Where a quote of an introducing unit ends: with the block that follows it (the code, the list,
+    the paragraph under a title), cut at a unit's end to stay within MAX_LEAD_IN_QUOTE characters;
+    at least the first unit that follows, when the document has one."""
+    source = data.chunks[int(data.sentence_chunk[row])].source
+    best, stop = end, None
+    for r in range(row + 1, min(len(units), row + 40)):
+        if data.chunks[int(data.sentence_chunk[r])].source != source:
+            break
+        s, e = units[r]
+        if e <= end:
+            continue
+        if stop is None:  # the block of the first unit after it (a heading in between is not a unit)
+            block = BLANK_LINE.search(text, max(s, end))
+            stop = block.start() if block else len(text)
+        if e > stop or (e - start > MAX_LEAD_IN_QUOTE and best > end):
+            break
+        best = e
+    return best
 
 
 def paragraph_quote(data: IndexData, units: Units, cand: Candidate, limit: int = MAX_PARAGRAPH_CHARS) -> Quote:

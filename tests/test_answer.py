@@ -346,3 +346,28 @@ def test_a_quote_without_the_year_asked_for_takes_in_the_next_sentence(seed_bot)
         quote = make_quote(data, units, Candidate(row, int(data.sentence_chunk[row]), 1.0, 1.0),
                            lambda facts: bool(facts.number or facts.time))
         assert not BLANK_LINE.search(quote.text), quote.text
+
+
+def test_a_lead_in_is_quoted_with_what_it_introduces(tmp_path):
+    """A sentence that ends with a colon announces the answer (here, a command); quoted alone it holds none."""
+    from qa.answer import introduces
+
+    lines = (DATA / "corpora" / "techdocs" / "libcurl4-doc-TheArtOfHttpScripting.md").read_text("utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("## Multiple HTTP methods"))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "curl.md").write_text("\n".join(lines[start : start + 21]) + "\n", "utf-8")
+    qa.build_index(corpus_dir=corpus, index_dir=tmp_path / "index", query_encoder=False)
+    bot = qa.load(tmp_path / "index")
+    first = bot.ask("How do I send a HEAD request and then a GET in one curl command?").quotes[0]
+    assert first.text.startswith("To send first a HEAD and then\n a GET:")
+    assert first.text.endswith("curl -I http://example.com --next http://example.com")  # not the next example
+    assert bot.document(first.source).text[first.start : first.end] == first.text
+
+    # a title on a line of its own, numbered or not, introduces too; a sentence or a "Key: value" line does not
+    text = "  A.5. Vote Counting\n\n    1. Each voter's ballot ranks the options.\n\nStatus: open\n\nIt ended.\n"
+    span = lambda s: (text.index(s), text.index(s) + len(s))
+    assert introduces(text, *span("Vote Counting"))
+    assert not introduces(text, *span("1. Each voter's ballot ranks the options."))
+    assert not introduces(text, *span("Status: open"))
+    assert not introduces(text, *span("It ended."))
