@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--sets", type=Path, default=ROOT / "tests" / "data" / "sets")
     parser.add_argument("--split", default="tune", choices=("tune",), help="only the tune half is ever tuned on")
+    parser.add_argument("--kind", help="only the items of this kind (e.g. followup)")
     args = parser.parse_args(argv)
     names = {f.name: f.type for f in fields(Scoring)}
     grid: dict[str, list[float]] = {}
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
         bot = qa.load(folder)
         bot.decision = None
         bot.encoder.embed = _tupled(bot.encoder.embed)
-        bots[name] = (bot, load_items(args.sets / f"{name}.jsonl"))
+        items = load_items(args.sets / f"{name}.jsonl")
+        bots[name] = (bot, [i for i in items if args.kind in (None, i["kind"])])
 
     print("| variant | " + " | ".join(f"{n} hit@1 / @3 / doc" for n in bots) + " | mean hit@1 | mean hit@3 |")
     print("|---" * (len(bots) + 3) + "|")
