@@ -160,6 +160,7 @@ class UnitFacts:
     terms: frozenset[str]
     opening_terms: frozenset[str]  # of its first 80 characters, where a definition names its subject
     field_terms: frozenset[str]  # of the key when it is a "Key: value" line
+    field_line: bool  # a "Key: value" line of its own ("Established: 2013"): a fact, never a topic's paragraph
     counted_terms: frozenset[str]  # of the few words after each number: what it may count
     number: bool
     frequency: bool
@@ -175,7 +176,8 @@ class UnitFacts:
                    for t in terms_of(" ".join(words[i + 1 : i + 1 + COUNT_WINDOW]))]
         return cls(
             frozenset(terms_of(text)), frozenset(terms_of(text[:80])),
-            frozenset(terms_of(key.group(1))) if key else frozenset(), frozenset(counted),
+            frozenset(terms_of(key.group(1))) if key else frozenset(), bool(key) and "\n" not in text.strip(),
+            frozenset(counted),
             bool(_NUMBER.search(text)), bool(_FREQUENCY.search(text)), bool(_TIME.search(text)),
             bool(_PLACE.search(text)),
             bool(_DEFINES.search(text)),
@@ -417,13 +419,6 @@ def paragraph_quote(data: IndexData, units: Units, cand: Candidate, limit: int =
                  data.documents[chunk.source].page_at(lo))
 
 
-def _is_field_line(data: IndexData, units: Units, row: int) -> bool:
-    """Whether the unit is a "Key: value" line of its own."""
-    start, end = units[row]
-    text = data.documents[data.chunks[int(data.sentence_chunk[row])].source].text
-    return bool(_FIELD.match(text, start)) and "\n" not in text[start:end].strip()
-
-
 def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], scoring: Scoring, check=None,
                   broad: bool = False) -> list[Quote]:
     """One to three non-overlapping quotes, best first; only the first may be widened by check. For a
@@ -436,7 +431,7 @@ def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], sc
         if len(quotes) == MAX_QUOTES or cand.score < floor:
             break
         if broad:
-            if _is_field_line(data, units, cand.row):
+            if units.facts(cand.row).field_line:
                 continue  # "Established: 2013" is a fact, not what a topic is about
             q = paragraph_quote(data, units, cand)
         else:

@@ -126,31 +126,36 @@ class BadRequest(Exception):
         self.status, self.message = status, message
 
 
+# What to fix, by pydantic error type: each a format string over the field ("where") and the error's ctx.
+_FIXES = {
+    "missing": "{where} is missing",
+    "extra_forbidden": "{where} is not a field of this request",
+    "string_type": "{where} must be text",
+    "int_type": "{where} must be a whole number",
+    "int_parsing": "{where} must be a whole number",
+    "int_from_float": "{where} must be a whole number",
+    "list_type": '{where} must be a list of {{"role", "content"}} messages',
+    "dict_type": "{where} must be a JSON object",
+    "model_type": "{where} must be a JSON object",
+    "model_attributes_type": "{where} must be a JSON object",
+    "literal_error": "{where} must be {expected}",
+    "too_long": "{where} has {actual_length} items; the limit is {max_length}",
+    "string_too_long": "{where} is over {max_length:,} characters",
+    "greater_than_equal": "{where} must be between 1 and {max_k}",
+    "less_than_equal": "{where} must be between 1 and {max_k}",
+}
+
+
 def _fix(error: dict) -> str:
     """One pydantic error as what to fix: "history.3.role: must be 'user' or 'assistant'"."""
     where = ".".join(str(p) for p in error.get("loc", ())) or "the body"
-    kind, ctx = error.get("type", ""), error.get("ctx") or {}
-    if kind == "missing":
-        return f"{where} is missing"
-    if kind == "extra_forbidden":
-        return f"{where} is not a field of this request"
-    if kind == "string_type":
-        return f"{where} must be text"
-    if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"{where} must be a whole number"
-    if kind == "list_type":
-        return f"{where} must be a list of {{\"role\", \"content\"}} messages"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"{where} must be a JSON object"
-    if kind == "literal_error":
-        return f"{where} must be {ctx.get('expected', 'one of the allowed values')}"
-    if kind == "too_long":
-        return f"{where} has {ctx.get('actual_length', 'too many')} items; the limit is {ctx.get('max_length')}"
-    if kind == "string_too_long":
-        return f"{where} is over {ctx.get('max_length'):,} characters"
-    if kind in ("greater_than_equal", "less_than_equal"):
-        return f"{where} must be between 1 and {MAX_K}"
-    return f"{where}: {error.get('msg', 'invalid')}"
+    fields = {"expected": "one of the allowed values", "actual_length": "too many", "max_length": 0,
+              **(error.get("ctx") or {}), "where": where, "max_k": MAX_K}
+    template = _FIXES.get(error.get("type", ""))
+    try:
+        return template.format(**fields) if template else f"{where}: {error.get('msg', 'invalid')}"
+    except (ValueError, TypeError):  # a ctx value of an unexpected type
+        return f"{where}: {error.get('msg', 'invalid')}"
 
 
 def build_api(engine: Engine, describe: Callable[[], dict]) -> "FastAPI":

@@ -137,9 +137,7 @@ class Bot:
             best = max(best, float((self.data.sentence_vectors[rows] @ asked.context_vector).max()))
         lexicon = self.sentence_lexicon
         first = candidates[0]
-        present = set(lexicon.terms(self.units.context(first.row)))
-        frame = set(lexicon.terms(asked_kind(query)))
-        terms = [t for t in dict.fromkeys(lexicon.terms(query)) if t not in frame]
+        terms, present = overlap = self._overlap(query, first.row)
         total = sum(lexicon.idf(t) for t in terms)
         names = [ts for w in looks_like_names(query) if (ts := lexicon.terms(w))]
         share = lambda found: sum(map(found, names)) / len(names) if names else 0.0
@@ -152,7 +150,7 @@ class Bot:
             "best": best,
             "score": first.score,
             "margin": first.score - rival.score if rival else first.score,
-            "support": self.support(query, candidates),
+            "support": self.support(query, candidates, overlap=overlap),
             "coverage": sum(lexicon.idf(t) for t in terms if t in present) / total if total else 1.0,
             "names_unquoted": share(lambda ts: any(t not in present for t in ts)),
             "no_date": float(dates_missing(query, quotes)),
@@ -192,7 +190,16 @@ class Bot:
             return _NOT_SAID
         return None
 
-    def support(self, query: str, candidates: list[Candidate], enough: float | None = None) -> float:
+    def _overlap(self, query: str, row: int) -> tuple[list[str], set[str]]:
+        """The question's terms, less those that only frame it ("what year", "where is it based"), and
+        the terms of sentence unit row as the lexicon saw it (with its title and section)."""
+        lexicon = self.sentence_lexicon
+        frame = set(lexicon.terms(asked_kind(query)))
+        terms = [t for t in dict.fromkeys(lexicon.terms(query)) if t not in frame]
+        return terms, set(lexicon.terms(self.units.context(row)))
+
+    def support(self, query: str, candidates: list[Candidate], enough: float | None = None,
+                overlap: tuple[list[str], set[str]] | None = None) -> float:
         """How well the top sentence supports an answer to query, from 0 to 1.
 
         The similarity of the best sentence, discounted by the share of the question's information
@@ -201,14 +208,13 @@ class Bot:
         Raspberry Pi", "in 2019") is never excused that way. Words that only name the kind of answer
         ("what year", "where is it based") are not required. Once the support is
         known to reach `enough`, the missing words are not encoded (that costs a model call).
+        overlap: `_overlap` of the query and the first candidate, when the caller has it.
         """
         if not candidates:
             return 0.0
         best = max(c.similarity for c in candidates[:3])
         lexicon = self.sentence_lexicon
-        frame = set(lexicon.terms(asked_kind(query)))
-        terms = [t for t in dict.fromkeys(lexicon.terms(query)) if t not in frame]
-        present = set(lexicon.terms(self.units.context(candidates[0].row)))
+        terms, present = overlap or self._overlap(query, candidates[0].row)
         missing = [t for t in terms if t not in present]
         total = sum(lexicon.idf(t) for t in terms)
         if not missing or not total:
