@@ -92,10 +92,14 @@ def fit(rows: list[dict]) -> dict:
     x = np.array([[r["signals"][s] for s in SIGNALS] for r in kept], dtype=float)
     y = np.array([r["label"] for r in kept])
     scaler = StandardScaler().fit(x)
-    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
-    lr = LogisticRegression(C=1.0, max_iter=1000).fit((x - scaler.mean_) / scale, y)
+    # A yes/no signal is left as 0/1: standardised, one that a single tune item sets would be blown up
+    # to a spread of ~0.07 and its weight ×15, a hard rule fitted on one item.
+    binary = np.array([set(np.unique(column)) <= {0.0, 1.0} for column in x.T])
+    mean = np.where(binary, 0.0, scaler.mean_)
+    scale = np.where(binary | (scaler.scale_ <= 0), 1.0, scaler.scale_)
+    lr = LogisticRegression(C=1.0, max_iter=1000).fit((x - mean) / scale, y)
     decision = Decision(tuple(lr.coef_[0].tolist()), float(lr.intercept_[0]), 1.0, 0.0, near,
-                        tuple(scaler.mean_.tolist()), tuple(scale.tolist()))
+                        tuple(mean.tolist()), tuple(scale.tolist()))
     p = np.array([decision.probability(r["signals"]) for r in rows])
     cuts = sorted(set(np.round(p, 3).tolist()) | {0.0, 1.0})
     best = None

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .chunking import BLANK_LINE, SECTION_SEPARATOR, embedding_text
+from .chunking import BLANK_LINE, SECTION_SEPARATOR, embedding_text, is_line_unit
 from .index import IndexData
 
 MAX_QUOTES = 3
@@ -346,38 +346,48 @@ MAX_LEAD_IN_QUOTE = 400  # a lead-in or a title with what it introduces: a focus
 
 def introduces(text: str, start: int, end: int) -> bool:
     """Whether the unit text[start:end] only announces what follows it: a lead-in ending with a colon
-    ("To send first a HEAD and then a GET:") or a title, a short line of its own without a sentence's
-    final stop ("Vote Counting"). Quoted alone it names the answer's topic but holds no answer."""
+    ("To send first a HEAD and then a GET:") or a title. Quoted alone it names the answer's topic
+    but holds no answer."""
+    return text[start:end].rstrip().endswith(":") or is_title_line(text, start, end)
+
+
+def is_title_line(text: str, start: int, end: int) -> bool:
+    """Whether the unit text[start:end] is a title: a short line of its own (after a blank line or
+    before one, maybe after an enumerator or "#": "A.5. Vote Counting") without a sentence's final
+    stop, not a list item, a "Key: value" field, a command or a URL (which start in lower case or hold
+    "://"). The chunker makes most titles section headings; these are the ones it could not."""
     unit = text[start:end]
-    if unit.endswith(":"):
-        return True
-    if end - start >= 100 or "\n" in unit or unit[-1] in ".!?;," or _FIELD.match(unit):
+    if (not unit or len(unit) > 80 or len(unit.split()) > 12 or "\n" in unit or unit[0].islower() or "://" in unit
+            or _CLOSED.search(unit) or _FIELD.match(unit) or is_line_unit(unit)):
         return False
     before, after = _LINE_BEFORE.search(text, max(0, start - 40), start), _LINE_AFTER.match(text, end)
     return bool(before and after and (before.group(1) is not None or after.group(1) is not None))
 
 
-# The unit starts its line, after an enumerator or a Markdown "#" ("A.5. Vote Counting"); group 1: after a blank line.
-_LINE_BEFORE = re.compile(r"(?:\A|\n)([ \t]*\n|\A)?[ \t]*(?:#{1,6}|(?:\w{1,3}\.)*\w{1,3}[.)])?[ \t]*\Z")
-_LINE_AFTER = re.compile(r"[ \t]*(?:\n|\Z)([ \t]*\n)?")  # the unit ends its line (before a blank one: group 1)
+_CLOSED = re.compile(r"[.!?…;,:。！？][\"'’”)\]]*$")  # a sentence's final stop, maybe inside closing quotes
+# The unit starts its line, maybe after an enumerator or a Markdown "#"; group 1: after a blank line.
+_LINE_BEFORE = re.compile(r"(?:\A|\n)([ \t\r]*\n|\A)?[ \t]*(?:#{1,6}|(?:\w{1,3}\.)*\w{1,3}[.)])?[ \t]*\Z")
+_LINE_AFTER = re.compile(r"[ \t\r]*(?:\n|\Z)([ \t\r]*\n)?")  # the unit ends its line; group 1: before a blank one
 
 
-def _introduced_end(data: IndexData, units: Units, row: int, text: str, start: int, end: int) -> int:
-    """Where a quote of an introducing unit ends: with the block that follows it (the code, the list,
-    the paragraph under a title), cut at a unit's end to stay within MAX_LEAD_IN_QUOTE characters;
-    at least the first unit that follows, when the document has one."""
-    source = data.chunks[int(data.sentence_chunk[row])].source
+def _introduced_end(data: IndexData, units: Units, row: int, text: str, start: int, end: int,
+                    limit: int = MAX_LEAD_IN_QUOTE) -> int:
+    """Where a quote text[start:end] that ends with an introducing unit (row) ends: with the block
+    that follows it (the code, the list, the paragraph under a title), within its section, cut at a
+    unit's end to stay within limit characters; at least the first unit that follows in the section."""
+    owner = data.chunks[int(data.sentence_chunk[row])]
     best, stop = end, None
     for r in range(row + 1, min(len(units), row + 40)):
-        if data.chunks[int(data.sentence_chunk[r])].source != source:
+        chunk = data.chunks[int(data.sentence_chunk[r])]
+        if chunk.source != owner.source or chunk.section != owner.section:
             break
         s, e = units[r]
         if e <= end:
             continue
-        if stop is None:  # the block of the first unit after it (a heading in between is not a unit)
+        if stop is None:  # the block of the first unit after it
             block = BLANK_LINE.search(text, max(s, end))
             stop = block.start() if block else len(text)
-        if e > stop or (e - start > MAX_LEAD_IN_QUOTE and best > end):
+        if e > stop or (e - start > limit and best > end):
             break
         best = e
     return best
@@ -393,7 +403,8 @@ def paragraph_quote(data: IndexData, units: Units, cand: Candidate, limit: int =
     para = BLANK_LINE.search(text, end)
     hi = para.start() if para else len(text)
     if hi - end < 2 and para and "\n" not in text[start:end] and end - start < 100 and not _FIELD.match(text, start):
-        # a line of its own, a title: the paragraph under it belongs to it
+        # a short paragraph of one line, a title ("5. Conveying Modified Source Versions."): the paragraph
+        # under it belongs to it (broader than is_title_line: a topic's paragraph may follow any such line)
         nxt = BLANK_LINE.search(text, para.end())
         hi = nxt.start() if nxt else len(text)
     # the sentence rows of this document, to cut a long paragraph at sentence ends
@@ -415,6 +426,9 @@ def paragraph_quote(data: IndexData, units: Units, cand: Candidate, limit: int =
         lo += 1
     while hi > lo and text[hi - 1].isspace():
         hi -= 1
+    if text[lo:hi].endswith(":"):  # it ends by announcing what follows (a command, a list): take that in
+        last = max((r for r in rows if units[r][1] <= hi), default=cand.row, key=lambda r: units[r][1])
+        hi = max(hi, _introduced_end(data, units, last, text, lo, hi, limit))
     return Quote(text[lo:hi], chunk.source, chunk.title, chunk.section, lo, hi, round(cand.score, 4),
                  data.documents[chunk.source].page_at(lo))
 

@@ -149,12 +149,11 @@ _FIXES = {
 def _fix(error: dict) -> str:
     """One pydantic error as what to fix: "history.3.role: must be 'user' or 'assistant'"."""
     where = ".".join(str(p) for p in error.get("loc", ())) or "the body"
-    fields = {"expected": "one of the allowed values", "actual_length": "too many", "max_length": 0,
-              **(error.get("ctx") or {}), "where": where, "max_k": MAX_K}
+    fields = {"expected": "one of the allowed values", **(error.get("ctx") or {}), "where": where, "max_k": MAX_K}
     template = _FIXES.get(error.get("type", ""))
     try:
         return template.format(**fields) if template else f"{where}: {error.get('msg', 'invalid')}"
-    except (ValueError, TypeError):  # a ctx value of an unexpected type
+    except (KeyError, ValueError, TypeError):  # a ctx without the figure the template names: pydantic's words
         return f"{where}: {error.get('msg', 'invalid')}"
 
 

@@ -120,7 +120,8 @@ def _is_plain_heading(line: str) -> bool:
     )
 
 
-def _is_line_unit(line: str) -> bool:
+def is_line_unit(line: str) -> bool:
+    """Whether the line is a unit of its own: a "Key: value" field or a list item."""
     return bool(_KEY_VALUE.match(line) or _LIST_ITEM.match(line))
 
 
@@ -242,7 +243,7 @@ def _body_block(text: str, lines: list[Span], guess_heading: bool = True) -> Ite
     start, end = lines[0][0], lines[-1][1]
     if guess_heading and len(lines) == 1 and _is_plain_heading(text[start:end]):
         yield _Block("heading", start, end, level=0, heading=text[start:end].strip())
-    elif any(_is_line_unit(text[s:e]) for s, e in lines):
+    elif any(is_line_unit(text[s:e]) for s, e in lines):
         yield _Block("lines", start, end)
     else:
         yield _Block("paragraph", start, end)
@@ -258,7 +259,7 @@ def _units(text: str, block: _Block) -> list[Span]:
     lines = _lines(text, block.start, block.end)
     for i, (s, e) in enumerate(lines):
         # a wrapped continuation of a list item joins the item before it
-        if units and not _is_line_unit(text[s:e]):
+        if units and not is_line_unit(text[s:e]):
             units[-1] = (units[-1][0], e)
         else:
             units.append((s, e))

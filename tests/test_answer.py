@@ -350,7 +350,7 @@ def test_a_quote_without_the_year_asked_for_takes_in_the_next_sentence(seed_bot)
 
 def test_a_lead_in_is_quoted_with_what_it_introduces(tmp_path):
     """A sentence that ends with a colon announces the answer (here, a command); quoted alone it holds none."""
-    from qa.answer import introduces
+    from qa.answer import Candidate, introduces, make_quote
 
     lines = (DATA / "corpora" / "techdocs" / "libcurl4-doc-TheArtOfHttpScripting.md").read_text("utf-8").splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("## Multiple HTTP methods"))
@@ -364,10 +364,20 @@ def test_a_lead_in_is_quoted_with_what_it_introduces(tmp_path):
     assert first.text.endswith("curl -I http://example.com --next http://example.com")  # not the next example
     assert bot.document(first.source).text[first.start : first.end] == first.text
 
-    # a title on a line of its own, numbered or not, introduces too; a sentence or a "Key: value" line does not
-    text = "  A.5. Vote Counting\n\n    1. Each voter's ballot ranks the options.\n\nStatus: open\n\nIt ended.\n"
-    span = lambda s: (text.index(s), text.index(s) + len(s))
+    # a command that follows a lead-in is quoted alone: it does not introduce the next example
+    data, units = bot.data, bot.units
+    row = next(r for r in range(len(units)) if units.text(r).startswith("curl -I"))
+    command = make_quote(data, units, Candidate(row, int(data.sentence_chunk[row]), 1.0, 1.0))
+    assert command.text == "curl -I http://example.com --next http://example.com"
+
+    # a title on a line of its own, numbered or not, introduces too (also in a CRLF file); a sentence,
+    # a "Key: value" line, a list item, a command, or a short line inside a paragraph does not
+    text = ("Intro.\n\n  A.5. Vote Counting\n\n    1. Each voter's ballot ranks the options.\n\nStatus: open\n\n"
+            "It ended.\n\n- configuration files\n\ncurl -I http://example.com\n\nsome words here.\nShort line\nmore.\n")
+    span = lambda s, t=text: (t.index(s), t.index(s) + len(s))
     assert introduces(text, *span("Vote Counting"))
-    assert not introduces(text, *span("1. Each voter's ballot ranks the options."))
-    assert not introduces(text, *span("Status: open"))
-    assert not introduces(text, *span("It ended."))
+    crlf = text.replace("\n", "\r\n")
+    assert introduces(crlf, *span("Vote Counting", crlf))
+    for unit in ("1. Each voter's ballot ranks the options.", "Status: open", "It ended.", "- configuration files",
+                 "curl -I http://example.com", "Short line"):
+        assert not introduces(text, *span(unit)), unit
