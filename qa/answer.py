@@ -120,6 +120,7 @@ _ASKS_NUMBER = re.compile(r"\bhow (?:many|much)\b", re.I)
 _COUNTED = re.compile(r"\bhow many (?:(?:are|were|is|was)\s+)?((?:(?!(?:are|is|was|were|do|does|did|have|has|had|can|could|will|would|should|"
                       r"exist|exists|existed|there)\b)[^\W_][\w'-]*\s*){1,4})", re.I)
 _TOKEN = re.compile(r"[^\W_]+(?:[.,'’-][^\W_]+)*")
+_YEAR = re.compile(r"(?:1[5-9]\d\d|20\d\d)s?")  # "2009", "1990s": a time, not a count ("launched in 2009, trains teachers")
 COUNT_WINDOW = 6  # words after a number that it may be counting ("eight regional and thematic parliamentary hubs")
 _ASKS_FREQUENCY = re.compile(r"\bhow (?:often|frequently)\b", re.I)
 _ASKS_TIME = re.compile(r"^\W*when\b|\bhow old\b|\b(?:what|which) (?:year|date|month|day|decade|century)\b", re.I)
@@ -162,7 +163,7 @@ class UnitFacts:
     field_terms: frozenset[str]  # of the key when it is a "Key: value" line
     field_line: bool  # a "Key: value" line of its own ("Established: 2013"): a fact, never a topic's paragraph
     counted_terms: frozenset[str]  # of the few words after each number: what it may count
-    number: bool
+    number: bool  # holds a number that is not a year
     frequency: bool
     time: bool
     place: bool
@@ -172,13 +173,14 @@ class UnitFacts:
     def of(cls, text: str, terms_of: Callable[[str], list[str]]) -> "UnitFacts":
         key = _FIELD.match(text)
         words = _TOKEN.findall(text)
-        counted = [t for i, w in enumerate(words) if _NUMBER.search(w)
+        counts = [i for i, w in enumerate(words) if _NUMBER.search(w) and not _YEAR.fullmatch(w)]
+        counted = [t for i in counts
                    for t in terms_of(" ".join(words[i + 1 : i + 1 + COUNT_WINDOW]))]
         return cls(
             frozenset(terms_of(text)), frozenset(terms_of(text[:80])),
             frozenset(terms_of(key.group(1))) if key else frozenset(), bool(key) and "\n" not in text.strip(),
             frozenset(counted),
-            bool(_NUMBER.search(text)), bool(_FREQUENCY.search(text)), bool(_TIME.search(text)),
+            bool(counts), bool(_FREQUENCY.search(text)), bool(_TIME.search(text)),
             bool(_PLACE.search(text)),
             bool(_DEFINES.search(text)),
         )

@@ -91,6 +91,11 @@ def test_how_many_prefers_the_number_that_counts_the_thing_asked(seed_bot):
     assert "hub" in facts.counted_terms and facts.number
     facts = UnitFacts.of("Each hub works on remote working methods during COVID-19.", terms)
     assert facts.number and "hub" not in facts.counted_terms
+    # a year is a time, not a count: "launched in 2009, trains … teachers" does not say how many
+    facts = UnitFacts.of("The Teachers Online programme, launched in 2009, trains school teachers.", terms)
+    assert not facts.number and not facts.counted_terms
+    facts = UnitFacts.of("More than 35,000 teachers have been trained so far.", terms)
+    assert facts.number and "teacher" in facts.counted_terms
     answer = seed_bot.ask("How many parliamentary hubs are there?")
     assert "eight regional and thematic parliamentary hubs" in answer.quotes[0].text
 
