@@ -97,6 +97,7 @@ class Query:
     context_terms: list[str]  # the earlier question's, for a follow-up
     broad: bool  # asks about a topic ("tell me about…"): quote the paragraph, not a sentence
     context_vector: np.ndarray | None = None  # the earlier question's own, for a follow-up
+    form: str = ""  # the question whose form says what kind of answer is wanted, when not text
 
 
 @dataclass(frozen=True, slots=True)

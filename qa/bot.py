@@ -16,7 +16,7 @@ from .answer import (
     render_refusal, score_sentences, select_quotes,
 )
 from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
-from .conversation import Message, Resolved, resolve
+from .conversation import Message, Resolved, is_ellipsis, resolve
 from .corpus import SUFFIXES, Document
 from .decision import load_decision
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
@@ -113,7 +113,7 @@ class Bot:
         quotes = select_quotes(self.data, self.units, candidates, self.scoring, answer_check(hints), query.broad)
         signals = self.signals(query, candidates, quotes)
         if self.decision is None:  # no decision fitted for this model: the support threshold alone
-            reason = self._abstain_reason(query.text, candidates)
+            reason = self._abstain_reason(signals)
             if reason or (self.scoring.min_support > 0 and signals["no_date"]):
                 return declined(reason or _NOT_SAID), signals
             outcome = "answered"
@@ -168,8 +168,11 @@ class Bot:
             vector = vector + self.scoring.context_weight * context
             vector = (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
             context_terms = self.sentence_lexicon.terms(turn.context)
+        # "And the Secretary?" after "How long does the Leader serve?" wants what the earlier question
+        # wanted (a duration, a date, a "Key: value" line it named): its form is read from that one
+        form = turn.context if turn.context and is_ellipsis(turn.query) else ""
         return Query(text, vector, self.sentence_lexicon.terms(text), context_terms,
-                     asks_broad(text, followup=turn.kind == "followup"), context)
+                     asks_broad(text, followup=turn.kind == "followup"), context, form)
 
     def candidates(self, query: Query) -> tuple[list[Candidate], list]:
         """The sentences that might answer a query, best first, and the hints that scored them."""
@@ -179,16 +182,14 @@ class Bot:
         lexical = self.sentence_lexicon.scores(query.terms)
         if query.context_terms:
             lexical = lexical + weight * self.sentence_lexicon.scores(query.context_terms)
-        hints = question_hints(query.text, self.sentence_lexicon.terms, self.scoring)
+        hints = question_hints(query.form or query.text, self.sentence_lexicon.terms, self.scoring)
         return score_sentences(self.data, self.units, query.vector, lexical, ranked, self.scoring, hints), hints
 
-    def _abstain_reason(self, query: str, candidates: list[Candidate]) -> str | None:
-        """Why the corpus does not answer, or None."""
-        if not candidates or max(c.similarity for c in candidates[:3]) < self.scoring.min_support:
+    def _abstain_reason(self, signals: dict[str, float]) -> str | None:
+        """Why the corpus does not answer by the old support threshold, or None."""
+        if signals["best"] < self.scoring.min_support:
             return _NOT_ABOUT
-        if self.support(query, candidates, enough=self.scoring.min_support) < self.scoring.min_support:
-            return _NOT_SAID
-        return None
+        return _NOT_SAID if signals["support"] < self.scoring.min_support else None
 
     def _overlap(self, query: str, row: int) -> tuple[list[str], set[str]]:
         """The question's terms, less those that only frame it ("what year", "where is it based"), and
@@ -198,7 +199,7 @@ class Bot:
         terms = [t for t in dict.fromkeys(lexicon.terms(query)) if t not in frame]
         return terms, set(lexicon.terms(self.units.context(row)))
 
-    def support(self, query: str, candidates: list[Candidate], enough: float | None = None,
+    def support(self, query: str, candidates: list[Candidate],
                 overlap: tuple[list[str], set[str]] | None = None) -> float:
         """How well the top sentence supports an answer to query, from 0 to 1.
 
@@ -206,8 +207,7 @@ class Bot:
         (IDF-weighted terms) that the top sentence lacks, unless those missing words mean what the
         sentence says anyway ("free speech" ~ "freedom of expression"); a missing name ("on a
         Raspberry Pi", "in 2019") is never excused that way. Words that only name the kind of answer
-        ("what year", "where is it based") are not required. Once the support is
-        known to reach `enough`, the missing words are not encoded (that costs a model call).
+        ("what year", "where is it based") are not required.
         overlap: `_overlap` of the query and the first candidate, when the caller has it.
         """
         if not candidates:
@@ -225,7 +225,7 @@ class Bot:
         share_names = sum(lexicon.idf(t) for t in missing if t in names) / total
         share_words = sum(lexicon.idf(t) for t in unnamed) / total
         support = best * (1 - share_names - share_words)
-        if not unnamed or (enough is not None and support >= enough):
+        if not unnamed:
             return support
         words = " ".join(w for w in _WORDS.findall(query) if (t := lexicon.terms(w)) and t[0] in unnamed)
         coverage = max(0.0, float(self.data.sentence_vectors[candidates[0].row] @ self.encode(words)))

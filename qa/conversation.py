@@ -67,6 +67,11 @@ def leans_back(question: str) -> bool:
             or bool(_ELLIPSIS.match(question)) or len(content) <= 1)
 
 
+def is_ellipsis(question: str) -> bool:
+    """"And the address?", "What about Windows?": a follow-up that asks the earlier question again of something else."""
+    return bool(_ELLIPSIS.match(question))
+
+
 def resolve(question: str, history: Sequence[Message] | None = None) -> Resolved:
     """What question is, given the conversation so far, and what it leans on."""
     return _resolve(question, _previous(history or []))

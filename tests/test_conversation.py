@@ -85,3 +85,29 @@ def test_a_new_question_after_a_thread_is_searched_alone(seed_bot):
     turns = history("What are the parliamentary hubs?", "Who coordinates them?")
     answer = seed_bot.ask("What is the address of the Inter-Parliamentary Union?", history=turns)
     assert "Pommier" in answer.quotes[0].text and answer.about == "" and "following on from" not in answer.text
+
+
+def test_and_x_asks_the_earlier_question_of_x(tmp_path):
+    """On look-alike profiles, "And the …'s?" after "What is the website of …?" wants the other
+    organisation's website line: the ellipsis takes the earlier question's form, not only its words."""
+    import shutil
+
+    import qa
+    from conftest import DATA
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("baltic-centre-for-e-governance", "mekong-digital-regulators-network",
+                 "global-alliance-of-health-data-registries"):
+        shutil.copy(DATA / "corpora" / "profiles" / f"{name}.txt", corpus)
+    qa.build_index(corpus_dir=corpus, index_dir=tmp_path / "index", query_encoder=False)
+    bot = qa.load(tmp_path / "index")
+    for earlier, question, expected in [
+        ("What is the website of the Baltic Centre for e-Governance?",
+         "And the Mekong Digital Regulators Network's?", "Website: https://www.mdrn.example"),
+        ("When was the Mekong Digital Regulators Network established?",
+         "And the Global Alliance of Health Data Registries?", "Established: 2006"),
+    ]:
+        answer = bot.ask(question, history=history(earlier))
+        assert answer.quotes[0].text == expected, (question, answer.quotes[0].text)
+        assert answer.about == earlier

@@ -63,3 +63,11 @@ def test_the_shipped_decision_on_the_seed(seed_bot):
     answer, signals = seed_bot.respond("Who won the 2018 FIFA World Cup?")
     assert signals["best"] < decision.near
     assert answer.outcome == "declined" and answer.quotes == [] and "do not answer" in answer.text
+
+
+def test_without_a_fitted_decision_the_support_threshold_decides(seed_bot, monkeypatch):
+    monkeypatch.setattr(seed_bot, "decision", None)
+    answer = seed_bot.ask("How many member parliaments does the IPU have?")
+    assert answer.outcome == "answered" and "179 national member parliaments" in answer.quotes[0].text
+    answer = seed_bot.ask("Who won the 2018 FIFA World Cup?")
+    assert answer.outcome == "declined" and answer.quotes == []
