@@ -479,11 +479,40 @@ def render(quotes: list[Quote], about: str = "", uncertain: bool = False) -> str
     parts = [UNCERTAIN] if uncertain else []
     for i, q in enumerate(quotes):
         lead = "According to" if i == 0 else "Also, from"
-        body = "\n".join("> " + escape(line) if line.strip() else ">" for line in q.text.splitlines())
-        parts.append(f"{lead} *{escape(q.citation)}*:\n\n{body}")
+        parts.append(f"{lead} *{escape(q.citation)}*:\n\n" + "\n".join(quoted_lines(q.text)))
     if about:
         parts.append(f"<sub>following on from: {escape(about)}</sub>")
     return "\n\n".join(parts)
+
+
+def quoted_lines(text: str) -> list[str]:
+    """text as the lines of a Markdown block quote, every piece escaped.
+
+    A block (after a blank line) indented by four columns or more would be read as a code block,
+    where escapes are shown as backslashes ("curl \\-I http\\://…"); such a block is dedented, its
+    lines kept apart by hard breaks and their further indentation kept as no-break spaces. Other
+    lines are left as they are: an indented line inside a paragraph only continues it.
+    """
+    lines, out, i = text.splitlines(), [], 0
+    while i < len(lines):
+        if not lines[i].strip():
+            out.append(">")
+            i += 1
+            continue
+        j = i
+        while j < len(lines) and lines[j].strip():
+            j += 1
+        block = [line.expandtabs(4) for line in lines[i:j]]
+        indent = lambda line: len(line) - len(line.lstrip(" "))
+        if indent(block[0]) >= 4:
+            margin = min(map(indent, block))
+            for k, line in enumerate(block):
+                pad = indent(line) - margin
+                out.append("> " + "\u00a0" * pad + escape(line.strip()) + ("\\" if k < len(block) - 1 else ""))
+        else:
+            out += ["> " + escape(line) for line in lines[i:j]]
+        i = j
+    return out
 
 
 def render_refusal(suggestions: list[str], reason: str) -> str:

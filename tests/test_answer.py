@@ -388,3 +388,18 @@ def test_a_lead_in_is_quoted_with_what_it_introduces(tmp_path):
     for unit in ("1. Each voter's ballot ranks the options.", "Status: open", "It ended.", "- configuration files",
                  "curl -I http://example.com", "Short line"):
         assert not introduces(text, *span(unit)), unit
+
+
+def test_an_indented_block_in_a_quote_reads_as_its_text_not_as_escaped_code():
+    """Indented four columns after a blank line, Markdown would make a code block, in which the
+    escapes that keep corpus text inert would be shown as backslashes."""
+    from qa.answer import Quote, render
+
+    text = ("To send first a HEAD and then\n a GET:\n\n    curl -I http://example.com --next http://example.com\n"
+            "      --trace-time\n\n\tIf you haven't specified an editor, set $EDITOR <b>now</b>.")
+    rendered = MarkdownIt("commonmark").render(render([Quote(text, "curl.md", "curl", "", 0, len(text), 1.0)]))
+    assert set(re.findall(r"<([a-z]+)", rendered)) <= {"p", "em", "blockquote", "br"}  # no pre/code, no <b>
+    shown = html.unescape(re.sub(r"<[^>]+>", "", rendered))
+    assert "\\" not in shown
+    assert "curl -I http://example.com --next http://example.com\n\u00a0\u00a0--trace-time" in shown
+    assert "If you haven't specified an editor, set $EDITOR <b>now</b>." in shown
