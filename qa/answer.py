@@ -7,7 +7,8 @@ when its form fits the question (`Hint`: a number for "how many", a year for
 best is quoted first, up to two more when they score close to it. A sentence that
 opens by pointing back ("It also publishes…") is quoted with the one before it (its
 quote unit, see `chunking.quote_units`); a quote that lacks what the question asks
-for takes in the next sentence when that one has it.
+for takes in the next sentence when that one has it; a lead-in ("To send a HEAD and then a
+GET:") or a title takes in the block it introduces.
 
 Whether to answer at all is `Bot.support`'s call (see bot.py and the README).
 

@@ -64,7 +64,7 @@ def leans_back(question: str) -> bool:
     words = [w.lower() for w in _TOKEN.findall(question)]
     content = [w for w in words if w.replace("-", "").replace("’", "").replace("'", "").isalnum() and w not in _STOP]
     return (any(w in _PRONOUNS for w in words) or bool(_DEMONSTRATIVE_END.search(question))
-            or bool(_ELLIPSIS.match(question)) or len(content) <= 1)
+            or is_ellipsis(question) or len(content) <= 1)
 
 
 def is_ellipsis(question: str) -> bool:
