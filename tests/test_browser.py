@@ -216,3 +216,38 @@ def test_phone_width(browser, app_url, shots):
         page.page.screenshot(path=shots / "phone.png", full_page=True)
     finally:
         page.close()
+
+
+@pytest.fixture(scope="module")
+def manual_app(tmp_path_factory):
+    """A section of curl's manual (tests/data/corpora/techdocs): prose, a lead-in and indented commands."""
+    import qa
+    from conftest import DATA
+
+    folder = tmp_path_factory.mktemp("manual")
+    corpus = folder / "corpus"
+    corpus.mkdir()
+    lines = (DATA / "corpora" / "techdocs" / "libcurl4-doc-TheArtOfHttpScripting.md").read_text("utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("## Multiple HTTP methods"))
+    (corpus / "curl.md").write_text("\n".join(lines[start : start + 21]) + "\n", "utf-8")
+    qa.build_index(corpus_dir=corpus, index_dir=folder / "index")
+    with serve("--index", str(folder / "index"), "--corpus", str(corpus), workdir=folder) as app:
+        yield app
+
+
+def test_a_quoted_command_reads_as_typed(browser, manual_app, shots):
+    """The command after a lead-in is indented in the manual; shown in the chat it keeps its dashes
+    and colons, without the backslashes that keep Markdown inert."""
+    from playwright.sync_api import expect
+
+    page = Page(browser, manual_app.url)
+    try:
+        reply = page.ask("How do I send a HEAD request and then a GET in one curl command?")
+        quote = reply.locator("blockquote").first
+        expect(quote).to_contain_text("To send first a HEAD and then")
+        expect(quote).to_contain_text("curl -I http://example.com --next http://example.com")
+        assert "\\" not in quote.inner_text()
+        page.page.screenshot(path=shots / "command.png", full_page=True)
+        page.assert_inert()
+    finally:
+        page.page.close()
