@@ -42,14 +42,12 @@ def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
 
     import qa
     from qa.cli import set_offline_env
-    from qa.evaluate import _norm, load_items, load_suite, split_of
-    from qa.index import build_index
+    from qa.evaluate import _norm, eval_index, load_items, load_suite, split_of
 
     set_offline_env()
     rows = []
     for name, corpus in load_suite(sets).items():
-        folder = (cache or Path.home() / ".cache" / "qa" / "eval") / f"{name}-{Path(model).name}"
-        build_index(corpus_dir=corpus, index_dir=folder, model=model)
+        folder, _ = eval_index(name, corpus, model, cache)
         bot = qa.load(folder)
         bot.decision, bot.scoring = None, replace(bot.scoring, min_support=0.0)
         for item in load_items(sets / f"{name}.jsonl"):

@@ -28,8 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     from qa.answer import Scoring
     from qa.cli import set_offline_env
     from qa.embedding import DEFAULT_MODEL
-    from qa.evaluate import evaluate, load_items, load_suite
-    from qa.index import build_index
+    from qa.evaluate import eval_index, evaluate, load_items, load_suite
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("grid", nargs="*", help="field=value,value,… (Scoring fields)")
@@ -49,8 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     set_offline_env()
     bots = {}
     for name, corpus in load_suite(args.sets).items():
-        folder = Path.home() / ".cache" / "qa" / "eval" / f"{name}-{Path(args.model).name}"
-        build_index(corpus_dir=corpus, index_dir=folder, model=args.model)
+        folder, _ = eval_index(name, corpus, args.model)
         bot = qa.load(folder)
         bot.decision = None
         bot.encoder.embed = _tupled(bot.encoder.embed)

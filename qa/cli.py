@@ -139,15 +139,8 @@ def _eval(args) -> int:
 
 def _eval_index(args, name: str, corpus) -> str:
     """An index of corpus for evaluation, kept in the cache and updated incrementally."""
-    import re
-    from pathlib import Path
+    from .evaluate import eval_index
 
-    from .embedding import DEFAULT_MODEL
-    from .index import build_index
-
-    model = args.model or DEFAULT_MODEL
-    cache = Path(args.cache or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qa" / "eval")
-    folder = cache / f"{name}-{re.sub(r'[^A-Za-z0-9.-]+', '_', Path(model).name)}"
-    report = build_index(corpus_dir=corpus, index_dir=folder, model=model)
+    folder, report = eval_index(name, corpus, args.model, args.cache)
     print(f"{name}: {folder}: {report.summary()}", file=sys.stderr)
     return str(folder)

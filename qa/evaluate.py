@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -233,6 +235,18 @@ def format_report(report: Report, split: str | None = None) -> str:
             where = f" from {m['first_source']}" if m["source"] and m["first_source"] != m["source"] else ""
             lines.append(f"- {m['id']} ({m['kind']}) {m['query']!r} {m['outcome']}{where}: {quote!r}")
     return "\n".join(lines)
+
+
+def eval_index(name: str, corpus: str | Path, model: str | None = None, cache: str | Path | None = None):
+    """An index of corpus for evaluation, kept in the cache (default: qa/eval under $XDG_CACHE_HOME or
+    ~/.cache) as <name>-<model> and updated incrementally: (its folder, the build's report)."""
+    from .embedding import DEFAULT_MODEL
+    from .index import build_index
+
+    model = model or DEFAULT_MODEL
+    cache = Path(cache or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qa" / "eval")
+    folder = cache / f"{name}-{re.sub(r'[^A-Za-z0-9.-]+', '_', Path(model).name)}"
+    return folder, build_index(corpus_dir=corpus, index_dir=folder, model=model)
 
 
 SUITE_FILE = "corpora.json"
