@@ -34,7 +34,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("grid", nargs="*", help="field=value,value,… (Scoring fields)")
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--sets", type=Path, default=ROOT / "tests" / "data" / "sets")
-    parser.add_argument("--split", default="tune", choices=("tune",), help="only the tune half is ever tuned on")
     parser.add_argument("--kind", help="only the items of this kind (e.g. followup)")
     args = parser.parse_args(argv)
     names = {f.name: f.type for f in fields(Scoring)}
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         cells, h1, h3 = [], [], []
         for bot, items in bots.values():
             bot.scoring = replace(Scoring(min_support=0.0), **change)
-            m = evaluate(bot, items, split=args.split).metrics()
+            m = evaluate(bot, items, split="tune").metrics()  # only the tune half is ever tuned on
             cells.append(f"{m['hit@1']:.0%} / {m['hit@3']:.0%} / {m['doc@1']:.0%}")
             h1.append(m["hit@1"])
             h3.append(m["hit@3"])

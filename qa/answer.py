@@ -495,6 +495,7 @@ def quoted_lines(text: str) -> list[str]:
     lines are left as they are: an indented line inside a paragraph only continues it.
     """
     lines, out, i = text.splitlines(), [], 0
+    indent = lambda line: len(line) - len(line.lstrip(" "))
     while i < len(lines):
         if not lines[i].strip():
             out.append(">")
@@ -504,7 +505,6 @@ def quoted_lines(text: str) -> list[str]:
         while j < len(lines) and lines[j].strip():
             j += 1
         block = [line.expandtabs(4) for line in lines[i:j]]
-        indent = lambda line: len(line) - len(line.lstrip(" "))
         if indent(block[0]) >= 4:
             margin = min(map(indent, block))
             for k, line in enumerate(block):
