@@ -23,6 +23,26 @@ DATA = Path(__file__).resolve().parent / "data"
 DEV_SET = DATA / "dev.jsonl"
 
 
+def copy_index(source: Path, target: Path) -> Path:
+    """A copy of an index folder in which the ONNX query encoder is hard-linked, not copied.
+
+    The encoder is ~420 MB with mpnet and is never written once exported; the suite copies the seed
+    index dozens of times, and full copies filled the CI machine's disk. Everything else is copied,
+    so a test may damage any other file without touching the source.
+    """
+    def copy(src: str, dst: str) -> str:
+        if Path(src).parent.name.startswith("encoder."):
+            try:
+                os.link(src, dst)
+                return dst
+            except OSError:  # another file system
+                pass
+        return shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=copy)
+    return target
+
+
 @pytest.fixture(scope="session")
 def seed_corpus(tmp_path_factory) -> Path:
     """A private copy of the seed corpus (tests never write into the work tree)."""

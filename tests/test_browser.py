@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import copy_index
 from served_app import BOT, USER, ChatPage, client as make_client, serve
 
 pytestmark = pytest.mark.browser
@@ -42,7 +43,7 @@ def payload_app(seed_index, seed_corpus, tmp_path_factory):
     corpus, index = folder / "corpus", folder / "index"
     shutil.copytree(seed_corpus, corpus)
     (corpus / "zephyr-handbook.md").write_text(PAYLOAD_DOC, "utf-8")
-    shutil.copytree(seed_index, index)
+    copy_index(seed_index, index)
     with serve("--index", str(index), "--corpus", str(corpus), workdir=folder) as app:
         yield app
 

@@ -26,6 +26,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from conftest import copy_index
 from served_app import ROOT, App, client, serve, status
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -294,7 +295,7 @@ def test_a_rebuilt_index_is_picked_up_by_every_replica(seed_corpus, seed_index, 
 
     corpus, index = tmp_path / "corpus", tmp_path / "index"
     shutil.copytree(seed_corpus, corpus)
-    shutil.copytree(seed_index, index)
+    copy_index(seed_index, index)
     with deployment(tmp_path / "deploy", index, "--corpus", str(corpus)) as d:
         for _ in range(4):  # both replicas answer from the old index: no such document
             code, body = ask(d.url, NEW_QUESTION)

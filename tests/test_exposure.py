@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import re
 import select
-import shutil
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from conftest import copy_index
 from served_app import ROOT, raw_request, serve
 
 HUGE = 100 * 1024 * 1024
@@ -29,7 +29,7 @@ HANG_GUARD = 30  # seconds; a server that waits for the whole body makes the rea
 def app(seed_index, tmp_path_factory):
     """`python app.py` in its own working folder, with its own TMPDIR so that everything it writes is seen."""
     workdir = tmp_path_factory.mktemp("exposed-app")
-    shutil.copytree(seed_index, workdir / "index")
+    copy_index(seed_index, workdir / "index")
     (workdir / "tmp").mkdir()
     with serve(workdir=workdir, env={"TMPDIR": str(workdir / "tmp")}) as served:
         yield served

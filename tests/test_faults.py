@@ -28,7 +28,7 @@ import pytest
 import qa
 from qa.index import MANIFEST, load_index, read_manifest
 
-from conftest import DATA, SEED_FILE
+from conftest import DATA, SEED_FILE, copy_index
 from served_app import ROOT, app_env, client as make_client, serve
 from stopping import stopping_env, wait_stopped
 
@@ -155,7 +155,7 @@ def test_every_fault_is_one_clear_line_from_the_command_line(seed_index, other_m
     indexes = {}
     for name, (damage, _) in faults.items():
         indexes[name] = tmp_path / name
-        shutil.copytree(seed_index, indexes[name])
+        copy_index(seed_index, indexes[name])
         damage(indexes[name])
     with ThreadPoolExecutor(2) as pool:
         results = dict(zip(faults, pool.map(lambda i: _ask(i, tmp_path), indexes.values())))
@@ -183,7 +183,7 @@ def test_app_without_its_corpus_refuses_to_start_with_one_clear_message(seed_ind
     if fault == "another-model-index":
         shutil.copytree(other_model_index, index)
     else:
-        shutil.copytree(seed_index, index)
+        copy_index(seed_index, index)
         if fault != "none":
             FAULTS[fault][0](index)
     result = _start(index, "--corpus", str(tmp_path / "gone"), cwd=tmp_path)
@@ -235,7 +235,7 @@ def test_a_fresh_start_builds_the_index_and_serves(seed_corpus, tmp_path):
 
 def test_app_rebuilds_a_damaged_index_from_its_corpus_and_serves(seed_index, seed_corpus, tmp_path):
     index = tmp_path / "index"
-    shutil.copytree(seed_index, index)
+    copy_index(seed_index, index)
     FAULTS["vectors-truncated"][0](index)
     with serve("--index", str(index), "--corpus", str(seed_corpus), workdir=tmp_path) as app:
         assert "179 national member parliaments" in make_client(app.url).predict(QUESTION, [], api_name="/chat")
@@ -383,7 +383,7 @@ Its lantern festival takes place every August on the north pier of Port Elms.
 def test_a_rebuild_while_the_app_serves_fails_no_query_and_is_picked_up(seed_index, seed_corpus, tmp_path):
     corpus, index = tmp_path / "corpus", tmp_path / "index"
     shutil.copytree(seed_corpus, corpus)
-    shutil.copytree(seed_index, index)
+    copy_index(seed_index, index)
     new_question = "Who founded the Harbour Lantern Society?"
     with serve("--index", str(index), "--corpus", str(corpus), workdir=tmp_path) as app:
         client = make_client(app.url)
@@ -445,7 +445,7 @@ def test_the_app_keeps_its_bot_when_a_new_index_cannot_be_loaded(seed_index, see
     from qa.ui import Reloader
 
     index = tmp_path / "index"
-    shutil.copytree(seed_index, index)
+    copy_index(seed_index, index)
     current = Reloader(seed_bot, index)
     assert current() is seed_bot  # nothing changed: no reload
     good = (index / MANIFEST).read_bytes()

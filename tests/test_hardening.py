@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -23,6 +22,7 @@ import pytest
 
 import qa
 
+from conftest import copy_index
 from served_app import ROOT, raw_request, serve, client as make_client, status
 
 ANSWERABLE = "How many member parliaments does the IPU have?"
@@ -155,7 +155,7 @@ def test_command_line_answers_or_refuses_in_one_line(seed_index):
 def app(seed_index, seed_corpus, tmp_path_factory):
     """`python app.py --port P` as a user runs it: index/ in the working folder, nothing else set."""
     workdir = tmp_path_factory.mktemp("hardened-app")
-    shutil.copytree(seed_index, workdir / "index")
+    copy_index(seed_index, workdir / "index")
     with serve(workdir=workdir) as served:
         yield served
 

@@ -27,7 +27,7 @@ from qa.embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
 from qa.extract import EXTRACTOR_VERSION
 from qa.index import FORMAT_VERSION, LOCK, MANIFEST, build_index, load_index, read_manifest, staleness
 
-from conftest import DATA, SEED_FILE
+from conftest import DATA, SEED_FILE, copy_index
 
 MESSY = DATA / "messy"
 FIX = "python -m qa build"
@@ -190,7 +190,7 @@ def test_an_index_without_saved_lexicons_still_loads_and_answers(seed_index, see
     import qa.retrieval
 
     older = tmp_path / "older"
-    shutil.copytree(seed_index, older)
+    copy_index(seed_index, older)
     manifest = read_manifest(older)
     del manifest["files"]["lexicon"]
     (older / MANIFEST).write_text(json.dumps(manifest), "utf-8")
@@ -235,7 +235,7 @@ def test_a_large_corpus_gets_an_hnsw_index_that_answers_like_exact_search(seed_i
     import qa.index
 
     folder = tmp_path / "index"
-    shutil.copytree(seed_index, folder)
+    copy_index(seed_index, folder)
     monkeypatch.setattr(qa.index, "HNSW_THRESHOLD", 2)
     report = build_index(corpus_dir=seed_bot.manifest["corpus_dir"], index_dir=folder)
     assert report.index_type == "hnsw" and report.embedded == 0  # same vectors, other index
@@ -358,7 +358,7 @@ def test_the_counting_embedder_cuts_the_chunks_production_cuts(small, seed_corpu
         assert [c.sentences for c in built.chunks] == [c.sentences for c in expected.chunks]
         assert report.chunks == expected.manifest["counts"]["chunks"] and len(set(counting.texts)) == report.embedded
         np.testing.assert_allclose(built.sentence_vectors, expected.sentence_vectors, atol=1e-5)
-        shutil.copytree(production, tmp_path / corpus.name / "copy")
+        copy_index(production, tmp_path / corpus.name / "copy")
         again = CountingEmbedder()
         assert build_index(corpus_dir=corpus, index_dir=tmp_path / corpus.name / "copy", embedder=again).embedded == 0
         assert again.texts == []

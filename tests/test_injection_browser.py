@@ -17,6 +17,7 @@ import pytest
 
 import qa
 
+from conftest import copy_index
 from served_app import App, ChatPage, client as make_client, serve
 
 pytestmark = pytest.mark.browser
@@ -123,7 +124,7 @@ def payload_app(seed_index, seed_corpus, tmp_path_factory) -> Iterator[App]:
     corpus, index = folder / "corpus", folder / "index"
     shutil.copytree(seed_corpus, corpus)
     (corpus / "harbour-lantern.md").write_text(payload_document(), "utf-8")
-    shutil.copytree(seed_index, index)
+    copy_index(seed_index, index)
     qa.build_index(corpus_dir=corpus, index_dir=index)
     with serve("--index", str(index), "--corpus", str(corpus), workdir=folder) as app:
         yield app

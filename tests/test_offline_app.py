@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEV_SET
+from conftest import DEV_SET, copy_index
 from served_app import ROOT, app_env, status, write_guard
 
 QUESTIONS = 100
@@ -85,14 +85,14 @@ def _unshare_works() -> bool:
 @pytest.mark.skipif(not _unshare_works(), reason="unshare -n is not permitted here (needs root or user namespaces)")
 def test_app_starts_and_answers_100_questions_without_a_network(seed_index, seed_bot, tmp_path):
     index = tmp_path / "index"
-    shutil.copytree(seed_index, index)
+    copy_index(seed_index, index)
     write_guard(tmp_path / "guard")
     env = app_env(tmp_path / "guard", tmp_path / "net.log")
     env["PYTHONPATH"] += os.pathsep + str(Path(__file__).parent)
     env["HF_HUB_OFFLINE"] = "1"  # for gradio_client in the driver; app.py gets none of these
     script = f"import test_offline_app as t; t.drive({str(index)!r}, {str(tmp_path)!r}, 7860)"
     # Only loopback exists in the new namespace, and it starts down.
-    run = subprocess.run(["unshare", "-n", "sh", "-c", f'ip link set lo up && exec "$0" -c "$1"', sys.executable,
+    run = subprocess.run(["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" -c "$1"', sys.executable,
                           script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     log = (tmp_path / "app.log").read_text("utf-8", errors="replace") if (tmp_path / "app.log").exists() else ""
     assert run.returncode == 0, run.stderr[-3000:] + log[-3000:]
