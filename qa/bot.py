@@ -30,6 +30,7 @@ MAX_QUESTION_CHARS = 2000
 _WORDS = re.compile(r"[^\W_]{2,}")
 _NOT_ABOUT = "My documents do not answer that: nothing in them is about this question."
 _NOT_SAID = "My documents do not say that: they mention the topic but not what you asked."
+_NO_WORD = "My documents do not answer that: none of the words of your question occur in them."
 # Control characters (but tab and newline), lone surrogates, zero-width and bidi controls.
 _INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
@@ -105,9 +106,14 @@ class Bot:
             return Answer(render_refusal(self.suggestions(), "I answer questions by quoting my documents."),
                           [], True, text), {}
         query = self.query(turn)
-        candidates, hints = self.candidates(query)
         declined = lambda reason: Answer(render_refusal(self.suggestions(), reason), [], True, query.text,
                                          about=turn.about)
+        # A question none of whose words the documents contain (off-topic, or in another language than
+        # theirs: the model turns such text into noise that lands near something) has nothing to quote.
+        # A follow-up's own words may all be new ("And its budget?"): it leans on the earlier question.
+        if query.terms and not query.context_terms and not any(map(self.sentence_lexicon.knows, query.terms)):
+            return declined(_NO_WORD), {}
+        candidates, hints = self.candidates(query)
         if not candidates:
             return declined(_NOT_ABOUT), {}
         quotes = select_quotes(self.data, self.units, candidates, self.scoring, answer_check(hints), query.broad)

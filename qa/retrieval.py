@@ -131,6 +131,10 @@ class Lexicon:
     def terms(self, text: str) -> list[str]:
         return [self._stem(w) for w in _words(text) if w not in self._stopwords]
 
+    def knows(self, term: str) -> bool:
+        """Whether some text of the corpus contains term."""
+        return self.df.get(term, 0) > 0
+
     def idf(self, term: str) -> float:
         """BM25's inverse document frequency; highest for a term the corpus does not contain."""
         df = self.df.get(term, 0)
