@@ -83,6 +83,7 @@ class Scoring:
     candidate_chunks: int = 8
     min_support: float = 0.28  # the old support threshold: used only for a model with no fitted decision (decision.py)
     follow_ratio: float = 0.85  # a further quote must score at least this share of the first
+    join_ratio: float = 0.9  # the sentence beside the first quote joins it when it scores this share of it
     type_weight: float = 0.15  # bonus for a sentence of the asked type (a number for "how many"…)
     field_weight: float = 0.25  # bonus for a "Key: value" line whose key the question names
     context_weight: float = 0.5  # a follow-up's earlier question, beside its own words (vector and BM25)
@@ -437,10 +438,27 @@ def paragraph_quote(data: IndexData, units: Units, cand: Candidate, limit: int =
                  data.documents[chunk.source].page_at(lo))
 
 
+MAX_JOINED_QUOTE = 300  # the first quote and its neighbour: still one focused quote (tune halves: README)
+
+
+def _joined(data: IndexData, first: Quote, other: Quote) -> Quote | None:
+    """first widened to take in other, when other is the unit just before or after it in the same
+    paragraph and the two together stay short; else None."""
+    if other.source != first.source:
+        return None
+    text = data.documents[first.source].text
+    between = text[first.end:other.start] if other.start >= first.end else text[other.end:first.start]
+    start, end = min(first.start, other.start), max(first.end, other.end)
+    if between.strip() or BLANK_LINE.search(between) or end - start > MAX_JOINED_QUOTE:
+        return None
+    page = data.documents[first.source].page_at(start)
+    return Quote(text[start:end], first.source, first.title, first.section, start, end, first.score, page)
+
+
 def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], scoring: Scoring, check=None,
                   broad: bool = False) -> list[Quote]:
-    """One to three non-overlapping quotes, best first; only the first may be widened by check. For a
-    broad question the quotes are paragraphs."""
+    """One to three non-overlapping quotes, best first; only the first may be widened, by check or by
+    the sentence beside it. For a broad question the quotes are paragraphs."""
     quotes: list[Quote] = []
     if not candidates:
         return quotes
@@ -456,6 +474,13 @@ def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], sc
             q = make_quote(data, units, cand, check if not quotes else None)
         if any(o.source == q.source and o.start < q.end and q.start < o.end for o in quotes):
             continue
+        # The runner-up next to the first quote, in its paragraph, scoring nearly as high: the two
+        # sentences answer together more often than either alone ("The series has been dubbed into…")
+        if quotes and not broad and cand.score >= candidates[0].score * scoring.join_ratio:
+            joined = _joined(data, quotes[0], q)
+            if joined is not None:
+                quotes[0] = joined
+                continue
         quotes.append(q)
     if not quotes:  # a broad question whose best passages are all "Key: value" lines: quote the best one
         quotes.append(make_quote(data, units, candidates[0], check))

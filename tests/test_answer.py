@@ -162,6 +162,21 @@ def test_declines_off_topic_and_offers_sections(seed_bot):
         assert "Capacity development" in answer.text  # what it can answer instead
 
 
+def test_a_question_none_of_whose_words_the_documents_use_is_declined(seed_bot):
+    """Arabic, Russian and Chinese questions on an English corpus: the model reads them as noise that
+    lands near some passage; not one of their words is in the documents, so nothing is quoted."""
+    for question in ["ما هو الاتحاد البرلماني الدولي؟", "Что такое Межпарламентский союз?", "国际议会联盟是什么？",
+                     "What is the capital of Australia?"]:
+        answer = seed_bot.ask(question)
+        assert answer.outcome == "declined" and answer.quotes == [], question
+        assert "none of the words of your question occur in them" in answer.text
+    # one known word is enough to search ("union"), and a follow-up's new words lean on the earlier turn
+    assert "none of the words" not in seed_bot.ask("Was ist die Interparlamentarische Union?").text
+    history = [{"role": "user", "content": "What is the World e-Parliament Report?"},
+               {"role": "assistant", "content": seed_bot.ask("What is the World e-Parliament Report?").text}]
+    assert "none of the words" not in seed_bot.respond("And its periodicity?", history)[0].text
+
+
 def test_an_uncovered_question_is_not_answered_as_if_it_were(seed_bot):
     """The profile never names the IPU's president: the closest passage may be shown, with a caveat."""
     answer = seed_bot.ask("Who is the President of the IPU?")
@@ -352,6 +367,37 @@ def test_a_quote_without_the_year_asked_for_takes_in_the_next_sentence(seed_bot)
         quote = make_quote(data, units, Candidate(row, int(data.sentence_chunk[row]), 1.0, 1.0),
                            lambda facts: bool(facts.number or facts.time))
         assert not BLANK_LINE.search(quote.text), quote.text
+
+
+def test_the_sentence_beside_the_first_quote_joins_it_when_it_scores_nearly_as_high(general_bot):
+    from qa.answer import MAX_JOINED_QUOTE, Candidate, Scoring, introduces, select_quotes
+    from qa.chunking import BLANK_LINE
+
+    data, units = general_bot.data, general_bot.units
+    cand = lambda row, score: Candidate(row, int(data.sentence_chunk[row]), score, score)
+    source = lambda row: data.chunks[int(data.sentence_chunk[row])].source
+    text = lambda row: data.documents[source(row)].text
+    beside = lambda r: (source(r) == source(r + 1) and not introduces(text(r), *units[r])
+                        and not introduces(text(r), *units[r + 1]) and units[r + 1][0] >= units[r][1]
+                        and not text(r)[units[r][1]:units[r + 1][0]].strip()
+                        and not BLANK_LINE.search(text(r), units[r][1], units[r + 1][0]))
+    pairs = [r for r in range(len(units) - 1) if beside(r) and units[r + 1][1] - units[r][0] <= MAX_JOINED_QUOTE]
+    far = next(r for r in range(len(units) - 1) if source(r) == source(r + 1) and not introduces(text(r), *units[r])
+               and BLANK_LINE.search(text(r), units[r][1], units[r + 1][0]))
+    assert pairs
+    for row in pairs:
+        # the runner-up after or before the first quote, either order of ranking
+        for ranked in ([cand(row, 1.0), cand(row + 1, 0.95)], [cand(row + 1, 1.0), cand(row, 0.95)]):
+            [quote] = select_quotes(data, units, ranked, Scoring())
+            assert (quote.start, quote.end) == (units[row][0], units[row + 1][1])
+            assert text(row)[quote.start : quote.end] == quote.text
+        # well below the first: a separate quote, if any; in another paragraph: never joined
+        assert len(select_quotes(data, units, [cand(row, 1.0), cand(row + 1, 0.86)], Scoring())) == 2
+    quotes = select_quotes(data, units, [cand(far, 1.0), cand(far + 1, 0.99)], Scoring())
+    assert [(q.start, q.end) for q in quotes] == [units[far], units[far + 1]]
+    # a long pair stays two quotes
+    long = next(r for r in range(len(units) - 1) if beside(r) and units[r + 1][1] - units[r][0] > MAX_JOINED_QUOTE)
+    assert len(select_quotes(data, units, [cand(long, 1.0), cand(long + 1, 0.99)], Scoring())) == 2
 
 
 def test_a_lead_in_is_quoted_with_what_it_introduces(tmp_path):
