@@ -7,7 +7,7 @@ import re
 import unicodedata
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -143,9 +143,8 @@ class Bot:
             best = max(best, float((self.data.sentence_vectors[rows] @ asked.context_vector).max()))
         lexicon = self.sentence_lexicon
         first = candidates[0]
-        terms, present = overlap = self._overlap(query, first.row)
-        total = sum(lexicon.idf(t) for t in terms)
-        names = [ts for w in looks_like_names(query) if (ts := lexicon.terms(w))]
+        overlap = self._overlap(query, first.row)
+        terms, present, total, names = overlap
         share = lambda found: sum(map(found, names)) / len(names) if names else 0.0
         # the runner-up is the best *other* passage: a unit overlapping the first (the same sentence quoted
         # with the one before it) is the same answer, not a rival
@@ -197,16 +196,15 @@ class Bot:
             return _NOT_ABOUT
         return _NOT_SAID if signals["support"] < self.scoring.min_support else None
 
-    def _overlap(self, query: str, row: int) -> tuple[list[str], set[str]]:
-        """The question's terms, less those that only frame it ("what year", "where is it based"), and
-        the terms of sentence unit row as the lexicon saw it (with its title and section)."""
+    def _overlap(self, query: str, row: int) -> "_Overlap":
+        """What of the question sentence unit row holds: see _Overlap."""
         lexicon = self.sentence_lexicon
         frame = set(lexicon.terms(asked_kind(query)))
         terms = [t for t in dict.fromkeys(lexicon.terms(query)) if t not in frame]
-        return terms, set(lexicon.terms(self.units.context(row)))
+        names = [ts for w in looks_like_names(query) if (ts := lexicon.terms(w))]
+        return _Overlap(terms, set(lexicon.terms(self.units.context(row))), sum(map(lexicon.idf, terms)), names)
 
-    def support(self, query: str, candidates: list[Candidate],
-                overlap: tuple[list[str], set[str]] | None = None) -> float:
+    def support(self, query: str, candidates: list[Candidate], overlap: "_Overlap | None" = None) -> float:
         """How well the top sentence supports an answer to query, from 0 to 1.
 
         The similarity of the best sentence, discounted by the share of the question's information
@@ -220,13 +218,12 @@ class Bot:
             return 0.0
         best = max(c.similarity for c in candidates[:3])
         lexicon = self.sentence_lexicon
-        terms, present = overlap or self._overlap(query, candidates[0].row)
+        terms, present, total, name_terms = overlap or self._overlap(query, candidates[0].row)
         missing = [t for t in terms if t not in present]
-        total = sum(lexicon.idf(t) for t in terms)
         if not missing or not total:
             return best
         # A missing name ("Raspberry Pi", "2019") has no paraphrase to be rescued by; other words may.
-        names = {t for w in looks_like_names(query) for t in lexicon.terms(w)}
+        names = {t for ts in name_terms for t in ts}
         unnamed = [t for t in missing if t not in names]
         share_names = sum(lexicon.idf(t) for t in missing if t in names) / total
         share_words = sum(lexicon.idf(t) for t in unnamed) / total
@@ -240,6 +237,15 @@ class Bot:
     def suggestions(self, n: int = 5) -> list[str]:
         """Section names to offer when the bot cannot answer."""
         return self._sections[:n]
+
+
+class _Overlap(NamedTuple):
+    """The question against one sentence unit, as the decision's signals and Bot.support read it."""
+
+    terms: list[str]  # the question's terms, less those that only frame it ("what year", "where is it based")
+    present: set[str]  # the terms of the unit as the lexicon saw it (with its title and section)
+    total: float  # the IDF of terms, summed: the question's information
+    names: list[list[str]]  # the terms of each of the question's names ("Raspberry Pi", "2019")
 
 
 def _sections(data: IndexData) -> list[str]:
