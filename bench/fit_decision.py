@@ -147,6 +147,20 @@ def held_out(rows: list[dict]) -> dict:
     return {"auc": round(float(roc_auc_score(np.array(labels), np.array(scores))), 3), "outcomes": sets}
 
 
+def tradeoff(rows: list[dict], decision) -> list[str]:
+    """What moving the "answered" threshold would trade, on the same items: unanswerable questions
+    caught (declined or uncertain) against right first quotes marked uncertain."""
+    share = lambda group, test: sum(map(test, group)) / len(group) if group else 0.0
+    groups = {g: [r for r in rows if r["group"] == g] for g in ("unanswerable", "answerable-right", "answerable-wrong")}
+    lines = []
+    for threshold in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+        held = lambda r: r["signals"]["best"] < decision.near or decision.probability(r["signals"]) < threshold
+        lines.append(f"  answered at p >= {threshold:.1f}: unanswerable caught {share(groups['unanswerable'], held):.0%}, "
+                     f"right first quotes marked uncertain {share(groups['answerable-right'], held):.0%}, "
+                     f"wrong ones {share(groups['answerable-wrong'], held):.0%}")
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", help="repeatable; default: both shipped models")
@@ -155,7 +169,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "qa" / "decision.json")
     p.add_argument("--rows", type=Path, default=None, help="also write the collected signals here (JSON)")
     args = p.parse_args()
-    from qa.decision import model_key
+    from qa.decision import Decision, model_key
 
     fitted = json.loads(args.out.read_text("utf-8")) if args.out.exists() else {"models": {}}
     for model in args.model or ["sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-mpnet-base-v2"]:
@@ -167,6 +181,8 @@ def main() -> None:
         fitted["models"][model_key(model)] = result
         print(model, json.dumps(result["tune"]), json.dumps(result["decision"]["weights"]))
         print("  each set held out:", json.dumps(result["held_out"]))
+        print(f"  the trade-off (shipped threshold {result['decision']['answer']}):",
+              *tradeoff(rows, Decision.from_dict(result["decision"])), sep="\n")
     args.out.write_text(json.dumps(fitted, indent=2) + "\n", "utf-8")
     print(f"wrote {args.out}")
 
