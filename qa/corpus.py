@@ -125,6 +125,9 @@ def document_title(text: str, source: str) -> str:
     if (
         first and len(first) <= MAX_TITLE_CHARS and (match or first[-1] not in ".!?:;,")
         and any(ch.isalnum() for ch in first)  # "---" (a rule, front matter) is no title
+        # nor is a line with a link: "Format: https://www.debian.org/doc/…" opens every Debian
+        # copyright file, and a title all of a folder's documents share names none of them
+        and "://" not in first
     ):
         return first
     stem = Path(source).stem

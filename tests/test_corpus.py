@@ -59,6 +59,9 @@ def test_reads_every_txt_and_md_below_the_folder_with_posix_sources(tmp_path):
         ("annual_report-2020.txt", "This file starts with a sentence.\n", "Annual report 2020"),
         ("front-matter.md", "---\ntitle: x\n---\n\nBody text.\n", "Front matter"),
         ("long.txt", "word " * 40 + "\n\nBody.\n", "Long"),
+        # a line with a link: every Debian copyright file opens with the same one
+        ("zstd.txt", "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+                     "Upstream-Name: zstd\n\nFiles: *\nLicense: BSD-3-clause\n", "Zstd"),
     ],
 )
 def test_title(tmp_path, name, text, title):
