@@ -142,8 +142,10 @@ def held_out(rows: list[dict]) -> dict:
             table.setdefault(r["group"], {}).setdefault(outcome, 0)
             table[r["group"]][outcome] += 1
         sets[name] = table
-        scores += [decision.probability(r["signals"]) for r in mine]
-        labels += [r["label"] for r in mine]
+        # the AUC over the items past the "nothing near" cut, as fit() reports it for the fitted items
+        near = [r for r in mine if r["signals"]["best"] >= decision.near]
+        scores += [decision.probability(r["signals"]) for r in near]
+        labels += [r["label"] for r in near]
     return {"auc": round(float(roc_auc_score(np.array(labels), np.array(scores))), 3), "outcomes": sets}
 
 

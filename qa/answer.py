@@ -228,6 +228,7 @@ class Hint:
     test: Callable[[UnitFacts], bool]
     weight: float
     widens: bool = False  # a quote lacking it may take in the next sentence that has it
+    names_key: bool = False  # a "Key: value" line passing it is the answer itself, not part of a record
     earliest: bool = False  # full weight only for the first passing sentence of a document
 
 
@@ -255,7 +256,7 @@ def question_hints(question: str, terms_of: Callable[[str], list[str]], scoring:
         hints.append(Hint(lambda f: head in f.opening_terms and f.defines, scoring.type_weight, earliest=True))
     asked = frozenset(terms_of(question))
     if asked:
-        hints.append(Hint(lambda f: not asked.isdisjoint(f.field_terms), scoring.field_weight))
+        hints.append(Hint(lambda f: not asked.isdisjoint(f.field_terms), scoring.field_weight, names_key=True))
     return hints
 
 
@@ -289,9 +290,20 @@ def dates_missing(question: str, quotes: Sequence["Quote"]) -> bool:
     return bool(quotes) and bool(_ASKS_DATE.search(question)) and not _TIME.search(quotes[0].text)
 
 
-def answer_check(hints: list[Hint]) -> Callable[[UnitFacts], bool] | None:
-    """The test a quote may be widened to pass (a number, a time, the thing asked for), if any."""
-    return next((h.test for h in hints if h.widens), None)
+def answer_check(hints: list[Hint]) -> "Check | None":
+    """What the first quote is checked against: the test it may be widened to pass (a number, a time,
+    the thing asked for) and whether a "Key: value" line's key is what the question names."""
+    widen = next((h.test for h in hints if h.widens), None)
+    key = next((h.test for h in hints if h.names_key), None)
+    return Check(widen, key) if widen or key else None
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """See answer_check."""
+
+    widen: Callable[[UnitFacts], bool] | None = None
+    key: Callable[[UnitFacts], bool] | None = None
 
 
 def score_sentences(
@@ -326,18 +338,24 @@ def score_sentences(
     return [Candidate(int(rows[i]), int(owners[i]), float(scores[i]), float(sentence_sim[i])) for i in order]
 
 
-def make_quote(data: IndexData, units: Units, cand: Candidate, check=None) -> Quote:
+def make_quote(data: IndexData, units: Units, cand: Candidate, check: Check | None = None) -> Quote:
     """The candidate's quote unit; widened to the next sentence of the paragraph when only that one
-    has what the question asks for (a number, a time, the thing named after "which")."""
+    has what the question asks for (a number, a time, the thing named after "which"); a "Key: value"
+    line whose key the question does not name, to the record of such lines it belongs to."""
     chunk = data.chunks[cand.chunk]
     text = data.documents[chunk.source].text
     start, end = units[cand.row]
     nxt = cand.row + 1
-    if (
-        check is not None and not check(units.facts(cand.row)) and nxt < len(units)
+    widen = check.widen if check else None
+    facts = units.facts(cand.row)
+    if check is not None and facts.field_line and not (check.key and check.key(facts)) and (
+            record := _record(text, start, end)):
+        start, end = record
+    elif (
+        widen is not None and not widen(facts) and nxt < len(units)
         and data.chunks[int(data.sentence_chunk[nxt])].source == chunk.source
         and units[nxt][0] >= end and not BLANK_LINE.search(text, end, units[nxt][0])
-        and check(units.facts(nxt))
+        and widen(units.facts(nxt))
     ):
         end = units[nxt][1]
     elif introduces(text, start, end):
@@ -347,6 +365,34 @@ def make_quote(data: IndexData, units: Units, cand: Candidate, check=None) -> Qu
 
 
 MAX_LEAD_IN_QUOTE = 400  # a lead-in or a title with what it introduces: a focused quote, not a section
+MAX_RECORD_QUOTE = 400  # a record of "Key: value" lines, from its first line
+
+
+def _record(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The span of the record that the "Key: value" line text[start:end] belongs to, or None: its
+    paragraph, when that is two or more such lines (with indented continuation lines), as the
+    "Files: … / Copyright: … / License: …" stanzas of a Debian copyright file or a profile's
+    "Established / Address / Website" lines. A record is quoted from its first line up to
+    MAX_RECORD_QUOTE characters, cut at a line's end; None when that would leave out the line."""
+    window = max(0, start - MAX_RECORD_QUOTE)
+    lo = max((m.end() for m in BLANK_LINE.finditer(text, window, start)), default=None if window else 0)
+    if lo is None:
+        return None  # the paragraph began long before the line
+    para = BLANK_LINE.search(text, end)
+    hi = para.start() if para else len(text)
+    fields, taken, at = 0, lo, lo
+    for line in text[lo:hi].split("\n"):
+        indented = line[:1].isspace()
+        if _FIELD.match(line) and not indented:
+            fields += 1
+        elif line.strip() and not indented:
+            return None  # a line of prose: a paragraph, not a record
+        if at + len(line.rstrip()) - lo <= MAX_RECORD_QUOTE:
+            taken = at + len(line.rstrip())
+        at += len(line) + 1
+    if fields < 2 or taken < end or (lo, taken) == (start, end):
+        return None
+    return lo, taken
 
 
 def introduces(text: str, start: int, end: int) -> bool:
@@ -449,7 +495,8 @@ def _joined(data: IndexData, first: Quote, other: Quote) -> Quote | None:
     text = data.documents[first.source].text
     between = text[first.end:other.start] if other.start >= first.end else text[other.end:first.start]
     start, end = min(first.start, other.start), max(first.end, other.end)
-    if between.strip() or BLANK_LINE.search(between) or end - start > MAX_JOINED_QUOTE:
+    # (other may itself be widened: a lead-in with the block below it is not in first's paragraph)
+    if between.strip() or BLANK_LINE.search(text, start, end) or end - start > MAX_JOINED_QUOTE:
         return None
     page = data.documents[first.source].page_at(start)
     return Quote(text[start:end], first.source, first.title, first.section, start, end, first.score, page)

@@ -69,6 +69,7 @@ class Bot:
         self.sentence_lexicon = lexicons["sentences"]
         self.units = Units(data, spans, self.sentence_lexicon.terms)
         self._sections = _sections(data)
+        self._alphabet: frozenset[str] | None = None  # every character of the documents, on first need
         words = getattr(encoder, "words", None)
         self.known_words = words() if words else frozenset()
         self.decision = load_decision(data.manifest["model"]["name"]) if decide else None
@@ -108,10 +109,12 @@ class Bot:
         query = self.query(turn)
         declined = lambda reason: Answer(render_refusal(self.suggestions(), reason), [], True, query.text,
                                          about=turn.about)
-        # A question none of whose words the documents contain (off-topic, or in another language than
-        # theirs: the model turns such text into noise that lands near something) has nothing to quote.
-        # A follow-up's own words may all be new ("And its budget?"): it leans on the earlier question.
-        if query.terms and not query.context_terms and not any(map(self.sentence_lexicon.knows, query.terms)):
+        # A question in another script than the documents' (Arabic, Cyrillic, Chinese on an English
+        # corpus), none of whose words they contain: the model turns it into noise that lands near some
+        # passage. A question of unknown words in the documents' own letters ("Where is the HQ?") is
+        # left to the decision, and a follow-up's own words may all be new ("And its budget?").
+        if (query.terms and not query.context_terms and not any(map(self.sentence_lexicon.knows, query.terms))
+                and self._foreign(query.text)):
             return declined(_NO_WORD), {}
         candidates, hints = self.candidates(query)
         if not candidates:
@@ -179,6 +182,13 @@ class Bot:
         return Query(text, vector, self.sentence_lexicon.terms(text), context_terms,
                      asks_broad(text, followup=turn.kind == "followup"), context, form)
 
+    def _foreign(self, text: str) -> bool:
+        """Whether most of text's letters occur nowhere in the documents."""
+        if self._alphabet is None:
+            self._alphabet = frozenset().union(*(set(d.text) for d in self.data.documents.values()))
+        letters = [c for c in text if c.isalpha()]
+        return 2 * sum(c not in self._alphabet for c in letters) > len(letters)
+
     def candidates(self, query: Query) -> tuple[list[Candidate], list]:
         """The sentences that might answer a query, best first, and the hints that scored them."""
         weight = self.scoring.context_weight
@@ -196,7 +206,7 @@ class Bot:
             return _NOT_ABOUT
         return _NOT_SAID if signals["support"] < self.scoring.min_support else None
 
-    def _overlap(self, query: str, row: int) -> "_Overlap":
+    def _overlap(self, query: str, row: int) -> _Overlap:
         """What of the question sentence unit row holds: see _Overlap."""
         lexicon = self.sentence_lexicon
         frame = set(lexicon.terms(asked_kind(query)))
@@ -204,7 +214,7 @@ class Bot:
         names = [ts for w in looks_like_names(query) if (ts := lexicon.terms(w))]
         return _Overlap(terms, set(lexicon.terms(self.units.context(row))), sum(map(lexicon.idf, terms)), names)
 
-    def support(self, query: str, candidates: list[Candidate], overlap: "_Overlap | None" = None) -> float:
+    def support(self, query: str, candidates: list[Candidate], overlap: _Overlap | None = None) -> float:
         """How well the top sentence supports an answer to query, from 0 to 1.
 
         The similarity of the best sentence, discounted by the share of the question's information
