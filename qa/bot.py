@@ -69,7 +69,6 @@ class Bot:
         self.sentence_lexicon = lexicons["sentences"]
         self.units = Units(data, spans, self.sentence_lexicon.terms)
         self._sections = _sections(data)
-        self._alphabet: frozenset[str] | None = None  # every character of the documents, on first need
         words = getattr(encoder, "words", None)
         self.known_words = words() if words else frozenset()
         self.decision = load_decision(data.manifest["model"]["name"]) if decide else None
@@ -114,7 +113,7 @@ class Bot:
         # passage. A question of unknown words in the documents' own letters ("Where is the HQ?") is
         # left to the decision, and a follow-up's own words may all be new ("And its budget?").
         if (query.terms and not query.context_terms and not any(map(self.sentence_lexicon.knows, query.terms))
-                and self._foreign(query.text)):
+                and self.sentence_lexicon.foreign(query.text)):
             return declined(_NO_WORD), {}
         candidates, hints = self.candidates(query)
         if not candidates:
@@ -181,13 +180,6 @@ class Bot:
         form = turn.context if turn.context and is_ellipsis(turn.query) else ""
         return Query(text, vector, self.sentence_lexicon.terms(text), context_terms,
                      asks_broad(text, followup=turn.kind == "followup"), context, form)
-
-    def _foreign(self, text: str) -> bool:
-        """Whether most of text's letters occur nowhere in the documents."""
-        if self._alphabet is None:
-            self._alphabet = frozenset().union(*(set(d.text) for d in self.data.documents.values()))
-        letters = [c for c in text if c.isalpha()]
-        return 2 * sum(c not in self._alphabet for c in letters) > len(letters)
 
     def candidates(self, query: Query) -> tuple[list[Candidate], list]:
         """The sentences that might answer a query, best first, and the hints that scored them."""

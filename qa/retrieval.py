@@ -91,7 +91,8 @@ class Lexicon:
     def _know(self, words: Counter[str]) -> None:
         """The corpus's surface words and counts, for spelling correction, and what follows from them."""
         self.words = words
-        self._letters = "".join(sorted({c for w in words for c in w if c.isalpha()}))
+        self._alphabet = frozenset(c for w in words for c in w if c.isalpha())
+        self._letters = "".join(sorted(self._alphabet))
         self._longest = max(map(len, words), default=0)
 
     def _fingerprint(self) -> str:
@@ -130,6 +131,11 @@ class Lexicon:
 
     def terms(self, text: str) -> list[str]:
         return [self._stem(w) for w in _words(text) if w not in self._stopwords]
+
+    def foreign(self, text: str) -> bool:
+        """Whether most of text's letters occur in no word of the corpus (another script than its own)."""
+        letters = [c for c in text.lower() if c.isalpha()]
+        return 2 * sum(c not in self._alphabet for c in letters) > len(letters)
 
     def knows(self, term: str) -> bool:
         """Whether some text of the corpus contains term."""
