@@ -110,17 +110,23 @@ def fit(rows: list[dict]) -> dict:
                 best = (cost, lo, hi, outcomes)
     cost, lo, hi, outcomes = best
     decision = Decision(decision.weights, decision.bias, hi, lo, near, decision.mean, decision.scale)
-    table: dict[str, dict[str, int]] = {}
-    for r, o in zip(rows, outcomes):
-        table.setdefault(r["group"], {}).setdefault(o, 0)
-        table[r["group"]][o] += 1
     kept_p = np.array([decision.probability(r["signals"]) for r in kept])
     return {
         "decision": decision.as_dict(),
         "fitted_on": {"split": "tune", "items": len(rows), "positives": int(sum(r["label"] for r in rows)),
                       "sets": sorted({r["set"] for r in rows})},
-        "tune": {"auc": round(float(roc_auc_score(y, kept_p)), 3), "cost": round(cost, 2), "outcomes": table},
+        "tune": {"auc": round(float(roc_auc_score(y, kept_p)), 3), "cost": round(cost, 2),
+                 "outcomes": outcome_table(rows, outcomes)},
     }
+
+
+def outcome_table(rows: list[dict], outcomes: list[str]) -> dict[str, dict[str, int]]:
+    """How many items of each group got each outcome: {"unanswerable": {"uncertain": 28, …}, …}."""
+    table: dict[str, dict[str, int]] = {}
+    for r, outcome in zip(rows, outcomes):
+        table.setdefault(r["group"], {}).setdefault(outcome, 0)
+        table[r["group"]][outcome] += 1
+    return table
 
 
 def held_out(rows: list[dict]) -> dict:
@@ -136,12 +142,7 @@ def held_out(rows: list[dict]) -> dict:
     for name in sorted({r["set"] for r in rows}):
         decision = Decision.from_dict(fit([r for r in rows if r["set"] != name])["decision"])
         mine = [r for r in rows if r["set"] == name]
-        table: dict[str, dict[str, int]] = {}
-        for r in mine:
-            outcome = decision.outcome(r["signals"])
-            table.setdefault(r["group"], {}).setdefault(outcome, 0)
-            table[r["group"]][outcome] += 1
-        sets[name] = table
+        sets[name] = outcome_table(mine, [decision.outcome(r["signals"]) for r in mine])
         # the AUC over the items past the "nothing near" cut, as fit() reports it for the fitted items
         near = [r for r in mine if r["signals"]["best"] >= decision.near]
         scores += [decision.probability(r["signals"]) for r in near]
