@@ -290,12 +290,10 @@ def dates_missing(question: str, quotes: Sequence["Quote"]) -> bool:
     return bool(quotes) and bool(_ASKS_DATE.search(question)) and not _TIME.search(quotes[0].text)
 
 
-def answer_check(hints: list[Hint]) -> "Check | None":
+def answer_check(hints: list[Hint]) -> "Check":
     """What the first quote is checked against: the test it may be widened to pass (a number, a time,
     the thing asked for) and whether a "Key: value" line's key is what the question names."""
-    widen = next((h.test for h in hints if h.widens), None)
-    key = next((h.test for h in hints if h.names_key), None)
-    return Check(widen, key) if widen or key else None
+    return Check(next((h.test for h in hints if h.widens), None), next((h.test for h in hints if h.names_key), None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,9 +337,11 @@ def score_sentences(
 
 
 def make_quote(data: IndexData, units: Units, cand: Candidate, check: Check | None = None) -> Quote:
-    """The candidate's quote unit; widened to the next sentence of the paragraph when only that one
-    has what the question asks for (a number, a time, the thing named after "which"); a "Key: value"
-    line whose key the question does not name, to the record of such lines it belongs to."""
+    """The candidate's quote unit. The first quote (check: what it is checked against, answer_check) is
+    widened to the next sentence of the paragraph when only that one has what the question asks for (a
+    number, a time, the thing named after "which"); a "Key: value" line whose key the question does not
+    name, to the record of such lines it belongs to. A further quote (check None) is quoted as it
+    stands. Either takes in what a lead-in introduces."""
     chunk = data.chunks[cand.chunk]
     text = data.documents[chunk.source].text
     start, end = units[cand.row]
@@ -502,8 +502,8 @@ def _joined(data: IndexData, first: Quote, other: Quote) -> Quote | None:
     return Quote(text[start:end], first.source, first.title, first.section, start, end, first.score, page)
 
 
-def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], scoring: Scoring, check=None,
-                  broad: bool = False) -> list[Quote]:
+def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], scoring: Scoring,
+                  check: Check = Check(), broad: bool = False) -> list[Quote]:
     """One to three non-overlapping quotes, best first; only the first may be widened, by check or by
     the sentence beside it. For a broad question the quotes are paragraphs."""
     quotes: list[Quote] = []

@@ -105,16 +105,18 @@ class Bot:
         if turn.kind == "smalltalk":
             return Answer(render_refusal(self.suggestions(), "I answer questions by quoting my documents."),
                           [], True, text), {}
-        query = self.query(turn)
-        declined = lambda reason: Answer(render_refusal(self.suggestions(), reason), [], True, query.text,
-                                         about=turn.about)
+        text = self.retriever.lexicon.correct(turn.query, self.known_words)
+        declined = lambda reason: Answer(render_refusal(self.suggestions(), reason), [], True, text, about=turn.about)
         # A question in another script than the documents' (Arabic, Cyrillic, Chinese on an English
         # corpus), none of whose words they contain: the model turns it into noise that lands near some
         # passage. A question of unknown words in the documents' own letters ("Where is the HQ?") is
         # left to the decision, and a follow-up's own words may all be new ("And its budget?").
-        if (query.terms and not query.context_terms and not any(map(self.sentence_lexicon.knows, query.terms))
-                and self.sentence_lexicon.foreign(query.text)):
+        # Checked before anything is encoded.
+        terms = self.sentence_lexicon.terms(text)
+        if (terms and not turn.context and not any(map(self.sentence_lexicon.knows, terms))
+                and self.sentence_lexicon.foreign(text)):
             return declined(_NO_WORD), {}
+        query = self.query(turn, text)
         candidates, hints = self.candidates(query)
         if not candidates:
             return declined(_NOT_ABOUT), {}
@@ -163,10 +165,9 @@ class Bot:
             "no_date": float(dates_missing(query, quotes)),
         }
 
-    def query(self, turn: Resolved) -> Query:
-        """What is searched for a turn: its words (typos corrected) and, for a follow-up, the earlier
+    def query(self, turn: Resolved, text: str) -> Query:
+        """What is searched for a turn: its words (text: typos corrected) and, for a follow-up, the earlier
         question it leans on, as one vector (the two added) and two sets of terms."""
-        text = self.retriever.lexicon.correct(turn.query, self.known_words)
         vector = self.encode(text)
         context_terms: list[str] = []
         context = None
