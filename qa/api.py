@@ -34,7 +34,9 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGES = 40  # history messages accepted (the UI keeps as many)
 MAX_MESSAGE_CHARS = 4000  # one history message: an answer with its three quotes fits
 MAX_K = 50
-EXAMPLE_QUESTION = "How many member parliaments does the IPU have?"
+# Shown in the OpenAPI schema and in error messages, whatever the corpus: the shape of a body, not a question
+# about one corpus.
+EXAMPLE_QUESTION = "When was it founded?"
 
 
 # ---- where the work runs ------------------------------------------------------------------------------
@@ -184,7 +186,7 @@ def build_api(engine: Engine, describe: Callable[[], dict]) -> "FastAPI":
 
     class RetrieveRequest(BaseModel):
         model_config = ConfigDict(extra="forbid", strict=True,
-                                  json_schema_extra={"examples": [{"question": "World e-Parliament Report", "k": 3}]})
+                                  json_schema_extra={"examples": [{"question": "annual report", "k": 3}]})
         question: str = Field(description="at most 2,000 characters")
         k: int = Field(5, ge=1, le=MAX_K, description="how many passages")
 
