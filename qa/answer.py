@@ -521,6 +521,9 @@ def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], sc
             q = make_quote(data, units, cand, check if not quotes else None)
         if any(o.source == q.source and o.start < q.end and q.start < o.end for o in quotes):
             continue
+        if any(o.source != q.source and o.title == q.title and (
+                (words := same_words(q.text)) in (seen := same_words(o.text)) or seen in words) for o in quotes):
+            continue  # the same work in another file (a report as PDF and as Word): nothing new to read
         # The runner-up next to the first quote, in its paragraph, scoring nearly as high: the two
         # sentences answer together more often than either alone ("The series has been dubbed into…")
         if quotes and not broad and cand.score >= candidates[0].score * scoring.join_ratio:
@@ -532,6 +535,11 @@ def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], sc
     if not quotes:  # a broad question whose best passages are all "Key: value" lines: quote the best one
         quotes.append(make_quote(data, units, candidates[0], check))
     return quotes
+
+
+def same_words(text: str) -> str:
+    """text as compared for sameness: case and line breaks aside."""
+    return " ".join(text.split()).casefold()
 
 
 # Markdown and HTML that corpus or question text could smuggle into a reply.

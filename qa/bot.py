@@ -13,7 +13,7 @@ import numpy as np
 
 from .answer import (
     Answer, Candidate, Query, Scoring, Units, answer_check, asked_kind, asks_broad, dates_missing, question_hints, render,
-    render_refusal, score_sentences, select_quotes,
+    render_refusal, same_words, score_sentences, select_quotes,
 )
 from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
 from .conversation import Message, Resolved, is_ellipsis, resolve
@@ -151,10 +151,15 @@ class Bot:
         terms, present, total, names = overlap
         share = lambda found: sum(map(found, names)) / len(names) if names else 0.0
         # the runner-up is the best *other* passage: a unit overlapping the first (the same sentence quoted
-        # with the one before it) is the same answer, not a rival
+        # with the one before it) is the same answer, not a rival; nor are its words (or more around them) in
+        # another file of the same title (a report published as PDF and as Word)
         s0, e0 = self.units[first.row]
-        rival = next((c for c in candidates[1:] if c.chunk != first.chunk or not (
-            self.units[c.row][0] < e0 and s0 < self.units[c.row][1])), None)
+        words = same_words(self.units.text(first.row))
+        mine = self.data.chunks[first.chunk]
+        copy = lambda c: ((chunk := self.data.chunks[c.chunk]).source != mine.source and chunk.title == mine.title
+                          and ((other := same_words(self.units.text(c.row))) in words or words in other))
+        rival = next((c for c in candidates[1:] if (c.chunk != first.chunk or not (
+            self.units[c.row][0] < e0 and s0 < self.units[c.row][1])) and not copy(c)), None)
         return {
             "best": best,
             "score": first.score,

@@ -483,3 +483,27 @@ def test_an_indented_block_in_a_quote_reads_as_its_text_not_as_escaped_code():
     assert "\\" not in shown
     assert "curl -I http://example.com --next http://example.com\n\u00a0\u00a0--trace-time" in shown
     assert "If you haven't specified an editor, set $EDITOR <b>now</b>." in shown
+
+
+def test_the_same_work_in_two_files_is_one_answer_not_two_rivals(tmp_path):
+    """A report published as PDF and as Word, indexed side by side: its sentence is quoted once, and the
+    copy does not count as the runner-up (which would say the answer is a toss-up and mark it uncertain)."""
+    profile = (ROOT / "corpus" / "inter-parliamentary-union.txt").read_text("utf-8")
+    intro = profile[: profile.index("Digital Activities")]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "ipu.txt").write_text(intro, "utf-8")
+    (corpus / "ipu-copy.md").write_text(intro.replace(". ", ".\n", 3), "utf-8")  # other line breaks, same words
+    qa.build_index(corpus_dir=corpus, index_dir=tmp_path / "index", query_encoder=False)
+    bot = qa.load(tmp_path / "index")
+    answer, signals = bot.respond("How many member parliaments does the IPU have?")
+    assert "179 national member parliaments" in answer.quotes[0].text
+    words = [" ".join(q.text.split()).casefold() for q in answer.quotes]
+    assert not any(a in b for i, a in enumerate(words) for j, b in enumerate(words) if i != j), words
+    from qa.conversation import resolve
+
+    candidates = bot.candidates(bot.query(resolve(answer.query), answer.query))[0]
+    first = candidates[0]
+    copy = next(c for c in candidates if c.chunk != first.chunk and bot.data.chunks[c.chunk].source != bot.data.chunks[
+        first.chunk].source and " ".join(bot.units.text(c.row).split()) == " ".join(bot.units.text(first.row).split()))
+    assert signals["margin"] > first.score - copy.score + 0.01  # the copy, all but tied, is not the runner-up
