@@ -314,7 +314,7 @@ def score_sentences(
     chunk_ids = np.array([c for c, _ in chunks[: scoring.candidate_chunks]])
     rows = np.concatenate([np.arange(data.sentence_rows[c], data.sentence_rows[c + 1]) for c in chunk_ids])
     owners = data.sentence_chunk[rows]
-    sentence_sim = data.sentence_vectors[rows] @ qvec
+    sentence_sim = data.similarity(rows, qvec)
     chunk_sim = data.vectors.reconstruct_batch(chunk_ids) @ qvec
     chunk_sim_of = dict(zip(chunk_ids.tolist(), chunk_sim.tolist()))
     lex = lexical[rows]

@@ -144,7 +144,7 @@ class Bot:
         best = max(c.similarity for c in candidates[:3])
         if asked.context_vector is not None:
             rows = [c.row for c in candidates[:3]]
-            best = max(best, float((self.data.sentence_vectors[rows] @ asked.context_vector).max()))
+            best = max(best, float(self.data.similarity(rows, asked.context_vector).max()))
         lexicon = self.sentence_lexicon
         first = candidates[0]
         overlap = self._overlap(query, first.row)
@@ -239,7 +239,7 @@ class Bot:
         if not unnamed:
             return support
         words = " ".join(w for w in _WORDS.findall(query) if (t := lexicon.terms(w)) and t[0] in unnamed)
-        coverage = max(0.0, float(self.data.sentence_vectors[candidates[0].row] @ self.encode(words)))
+        coverage = max(0.0, float(self.data.similarity(candidates[0].row, self.encode(words))))
         return best * (1 - share_names - share_words * (1 - coverage))
 
     def suggestions(self, n: int = 5) -> list[str]:

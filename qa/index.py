@@ -7,7 +7,10 @@ Layout of `index/` (no pickle anywhere):
 - `documents.<h>.jsonl`, `chunks.<h>.jsonl`: document texts (for PDF, HTML and DOCX the
   extracted text, with headings and page starts) and chunk records.
 - `vectors.<h>.faiss`: chunk vectors (exact inner product, or HNSW when large).
-- `sentences.<h>.npy`: one vector per sentence, in chunk order.
+- `sentences.<h>.npy`: one vector per sentence (its quote unit), embedded with its title and section,
+  in chunk order; `plain.<h>.npy`: the same sentences embedded alone. A long title ("Boreal Alliance
+  for Open Data — Annual Report 2025") swamps a short sentence: a question that does not name the
+  document finds the sentence by its plain vector, one that does by the placed one.
 - `encoder.<h>/`: the query encoder exported to ONNX (optional).
 
 Data files are named by content hash and written before the manifest, which is
@@ -45,7 +48,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .chunking import (
-    CHUNKER_VERSION, Chunk, ChunkerSettings, chunk_document, embedding_text, sentence_embedding_texts,
+    CHUNKER_VERSION, Chunk, ChunkerSettings, chunk_document, embedding_text, sentence_embedding_texts, unit_spans,
 )
 from .corpus import TEXT_SUFFIXES, Corpus, Document, load_corpus, corpus_files, content_hash, file_hash
 from .embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, export_onnx, token_counter
@@ -65,9 +68,9 @@ HNSW_THRESHOLD = 10_000
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 256
 # The only names a build writes; nothing else in the folder is ever deleted.
 _DATA_FILE = re.compile(
-    r"(?:documents|chunks|vectors|sentences)\.[0-9a-f]{12}\.(?:jsonl|faiss|npy)|(?:encoder|lexicon)\.[0-9a-f]{12}"
+    r"(?:documents|chunks|vectors|sentences|plain)\.[0-9a-f]{12}\.(?:jsonl|faiss|npy)|(?:encoder|lexicon)\.[0-9a-f]{12}"
 )
-_TEMP_FILE = re.compile(r"\.(?:documents|chunks|vectors|sentences|encoder|lexicon|manifest\.json)\..*\.tmp")
+_TEMP_FILE = re.compile(r"\.(?:documents|chunks|vectors|sentences|plain|encoder|lexicon|manifest\.json)\..*\.tmp")
 # What load and staleness read from a manifest: (key, type) at the top level and below "model".
 _MANIFEST_KEYS = {"model": dict, "chunker": dict, "documents": dict, "counts": dict, "files": dict}
 
@@ -100,15 +103,22 @@ class IndexData:
     documents: dict[str, Document]
     chunks: list[Chunk]
     vectors: object  # faiss.Index
-    sentence_vectors: np.ndarray  # (n_sentences, dim), rows in chunk order
+    sentence_vectors: np.ndarray  # (n_sentences, dim), rows in chunk order, embedded with title and section
     sentence_rows: np.ndarray  # first sentence row of each chunk (n_chunks + 1,)
     encoder_dir: Path | None = None
     lexicon_dir: Path | None = None  # the BM25 indexes, saved at build (None: an older index; built at load)
+    plain_vectors: np.ndarray | None = None  # the same rows embedded without title and section
     sentence_chunk: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         counts = np.diff(self.sentence_rows)
         self.sentence_chunk = np.repeat(np.arange(len(self.chunks)), counts)
+
+    def similarity(self, rows: np.ndarray | int, vector: np.ndarray) -> np.ndarray:
+        """Cosine of each sentence row and a query vector: the better of the sentence read in its place
+        (title › section) and read alone."""
+        placed = self.sentence_vectors[rows] @ vector
+        return placed if self.plain_vectors is None else np.maximum(placed, self.plain_vectors[rows] @ vector)
 
 
 def _sha256_file(path: Path) -> str:
@@ -167,6 +177,8 @@ def staleness(
     reasons = []
     if model is not None and manifest["model"]["name"] != model:
         reasons.append(f"it was built with model {manifest['model']['name']!r}, not {model!r}")
+    if "plain" not in manifest.get("files", {}):
+        reasons.append("it lacks the vectors of its sentences read without their title (built by an older version)")
     version = manifest["chunker"].get("version")
     if version != CHUNKER_VERSION:
         reasons.append(f"it was chunked by chunker version {version}; this is version {CHUNKER_VERSION}")
@@ -316,14 +328,17 @@ def _previous_vectors(folder: Path, model: str) -> dict[str, np.ndarray]:
     cache = {}
     chunk_vectors = data.vectors.reconstruct_n(0, data.vectors.ntotal)
     records = _json_lines(folder / data.manifest["files"]["chunks"]["name"])
-    sentence_keys = []
+    sentence_keys, plain_keys = [], []
     for line, vec in zip(records, chunk_vectors):
         record = json.loads(line)
         if "key" not in record:
             return {}
         cache[record["key"]] = vec
         sentence_keys += record["sentence_keys"]
+        plain_keys += record.get("plain_keys", [])
     cache.update(zip(sentence_keys, data.sentence_vectors))
+    if data.plain_vectors is not None:
+        cache.update(zip(plain_keys, data.plain_vectors))
     return cache
 
 
@@ -395,9 +410,12 @@ def _write_index(
     """Embed what the previous index lacks, write the data files, then swap the manifest in (lock held)."""
     name, docs = reference.name, {d.source: d for d in corpus.documents}
     chunk_texts = [embedding_text(c.title, c.section, c.text) for c in chunks]
-    sentence_texts = sentence_embedding_texts(chunks, docs)
+    spans = unit_spans(chunks, docs)
+    sentence_texts = sentence_embedding_texts(chunks, docs, spans)
+    owners = [c for c in chunks for _ in c.sentences]
+    plain_texts = [docs[c.source].text[start:end] for c, (start, end) in zip(owners, spans)]
     cache = _previous_vectors(folder, name)
-    all_texts = chunk_texts + sentence_texts
+    all_texts = chunk_texts + sentence_texts + plain_texts
     keys = [_text_key(t) for t in all_texts]
     missing = sorted({k: t for k, t in zip(keys, all_texts) if k not in cache}.items())
     if missing:
@@ -406,8 +424,9 @@ def _write_index(
         cache.update(zip((k for k, _ in missing), fresh))
     dim = reference.dim
     matrix = np.stack([cache[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, dim), np.float32)
-    chunk_vectors, sentence_vectors = matrix[: len(chunks)], matrix[len(chunks) :]
-    chunk_keys, sentence_keys = keys[: len(chunks)], keys[len(chunks) :]
+    n, m = len(chunks), len(chunks) + len(sentence_texts)
+    chunk_vectors, sentence_vectors, plain_vectors = matrix[:n], matrix[n:m], matrix[m:]
+    chunk_keys, sentence_keys, plain_keys = keys[:n], keys[n:m], keys[m:]
     bounds = np.cumsum([0] + [len(c.sentences) for c in chunks]).tolist()
 
     index = _faiss_index(np.ascontiguousarray(chunk_vectors))
@@ -424,11 +443,13 @@ def _write_index(
         "chunks": _put(folder, "chunks", ".jsonl", _write_jsonl(
             [{"id": c.id, "source": c.source, "title": c.title, "section": c.section, "start": c.start,
               "end": c.end, "text": c.text, "sentences": [list(s) for s in c.sentences],
-              "key": chunk_keys[i], "sentence_keys": sentence_keys[bounds[i] : bounds[i + 1]]}
+              "key": chunk_keys[i], "sentence_keys": sentence_keys[bounds[i] : bounds[i + 1]],
+              "plain_keys": plain_keys[bounds[i] : bounds[i + 1]]}
              for i, c in enumerate(chunks)]
         )),
         "vectors": _put(folder, "vectors", ".faiss", lambda p: faiss.write_index(index, str(p))),
         "sentences": _put(folder, "sentences", ".npy", lambda p: _save_npy(p, sentence_vectors)),
+        "plain": _put(folder, "plain", ".npy", lambda p: _save_npy(p, plain_vectors)),
         "lexicon": _put_dir(folder, "lexicon", lambda p: _save_lexicons(p, chunks, sentence_texts)),
     }
     old = _read_manifest_quietly(folder)
@@ -533,7 +554,8 @@ def load_index(index_dir: str | Path = "index", verify: bool = True, lexicon: bo
     fix = f"run: python -m qa build --index {folder}"
     try:
         files = manifest["files"]
-        paths = {k: folder / files[k]["name"] for k in ("documents", "chunks", "vectors", "sentences")}
+        paths = {k: folder / files[k]["name"] for k in ("documents", "chunks", "vectors", "sentences", "plain")
+                 if k in files or k != "plain"}  # an index without plain vectors is stale (staleness), not corrupt
         for key, path in paths.items():
             if not path.is_file():
                 raise IndexCorruptError(f"{path} is missing — {fix}")
@@ -551,12 +573,14 @@ def load_index(index_dir: str | Path = "index", verify: bool = True, lexicon: bo
             rows.append(rows[-1] + len(r["sentences"]))
         vectors = faiss.read_index(str(paths["vectors"]))
         sentence_vectors = np.load(paths["sentences"], allow_pickle=False)
+        plain_vectors = np.load(paths["plain"], allow_pickle=False) if "plain" in paths else None
         counts = manifest["counts"]
         consistent = (
             (counts.get("documents"), counts.get("chunks"), counts.get("sentences"))
             == (len(documents), len(chunks), rows[-1])
             and vectors.ntotal == len(chunks) and vectors.d == manifest["model"]["dim"]
             and sentence_vectors.shape == (rows[-1], manifest["model"]["dim"])
+            and (plain_vectors is None or plain_vectors.shape == sentence_vectors.shape)
         )
         if not consistent:
             raise IndexCorruptError(f"index files in {folder}/ disagree with each other or the manifest — {fix}")
@@ -583,4 +607,4 @@ def load_index(index_dir: str | Path = "index", verify: bool = True, lexicon: bo
         if verify and _sha256_tree(lexicon_dir) != entry.get("sha256"):
             raise IndexCorruptError(f"{lexicon_dir} does not match its manifest (damaged?) — {fix}")
     return IndexData(folder, manifest, documents, chunks, vectors, sentence_vectors, np.array(rows), encoder_dir,
-                     lexicon_dir)
+                     lexicon_dir, plain_vectors)

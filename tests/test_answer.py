@@ -507,3 +507,25 @@ def test_the_same_work_in_two_files_is_one_answer_not_two_rivals(tmp_path):
     copy = next(c for c in candidates if c.chunk != first.chunk and bot.data.chunks[c.chunk].source != bot.data.chunks[
         first.chunk].source and " ".join(bot.units.text(c.row).split()) == " ".join(bot.units.text(first.row).split()))
     assert signals["margin"] > first.score - copy.score + 0.01  # the copy, all but tied, is not the runner-up
+
+
+def test_a_short_sentence_under_a_long_title_is_found_by_what_it_says(tmp_path):
+    """Every sentence is embedded with its title and section, which names its document, but a long title
+    ("… — Annual Report 2025") swamps a short sentence: it is also embedded alone, and the better reading
+    counts. Before, this question was declined as about nothing in the documents."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "report.md").write_text(
+        "# Boreal Alliance for Open Data — Annual Report 2025\n\n## Programmes\n\n### Data Literacy Fellowship\n\n"
+        "The fellowship trains public servants from member cities in the use of open data. Twelve fellows "
+        "started in September. Each fellow receives a monthly stipend of EUR 1,850 and is paired with a mentor "
+        "from outside their own organisation.\n\n### Arctic Sensor Commons\n\n"
+        "By the end of 2025 the network comprised 412 sensors measuring water temperature and ice thickness.\n",
+        "utf-8")
+    qa.build_index(corpus_dir=corpus, index_dir=tmp_path / "index", query_encoder=False)
+    bot = qa.load(tmp_path / "index")
+    answer = bot.ask("How much is the monthly stipend for fellows?")
+    assert answer.outcome != "declined" and "monthly stipend of EUR 1,850" in answer.quotes[0].text
+    row = next(r for r in range(len(bot.units)) if "monthly stipend" in bot.units.text(r))
+    question = bot.encode("How much is the monthly stipend for fellows?")
+    assert bot.data.similarity(row, question) > bot.data.sentence_vectors[row] @ question + 0.2

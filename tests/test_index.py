@@ -162,6 +162,9 @@ def test_records_are_json_lines_and_arrays_without_pickle(seed_index):
     vectors = np.load(seed_index / files["sentences"]["name"], allow_pickle=False)
     assert vectors.shape == (manifest["counts"]["sentences"], 768) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    plain = np.load(seed_index / files["plain"]["name"], allow_pickle=False)  # the same sentences, read alone
+    assert plain.shape == vectors.shape and np.allclose(np.linalg.norm(plain, axis=1), 1.0, atol=1e-4)
+    assert not np.allclose(plain, vectors, atol=1e-3)
     lexicon = seed_index / files["lexicon"]["name"]
     assert {p.suffix for p in lexicon.rglob("*") if p.is_file()} == {".json", ".npy"}
     for p in lexicon.rglob("*.npy"):
@@ -326,6 +329,18 @@ def test_model_and_chunker_mismatch_are_reported(small_copy):
     [reason] = staleness(manifest, model="sentence-transformers/all-MiniLM-L6-v2")
     assert DEFAULT_MODEL in reason and "all-MiniLM-L6-v2" in reason
     assert staleness(manifest, settings=ChunkerSettings(max_chars=300)) == ["the chunker settings changed"]
+
+
+def test_an_index_without_plain_sentence_vectors_is_stale_and_its_rebuild_embeds_only_them(small_copy):
+    """An index built before sentences were also embedded alone still loads for reuse, but is stale."""
+    corpus, index = small_copy
+    _edit_manifest(lambda m: m["files"].pop("plain"))(index)
+    with pytest.raises(qa.StaleIndexError, match="without their title"):
+        qa.load(index, corpus_dir=corpus)
+    sentences = read_manifest(index)["counts"]["sentences"]
+    report = build_index(corpus_dir=corpus, index_dir=index, query_encoder=False)
+    assert 0 < report.embedded <= sentences  # the plain readings; every chunk and placed sentence reused
+    assert qa.load(index, corpus_dir=corpus).data.plain_vectors.shape[0] == sentences
 
 
 def test_an_index_cut_by_an_older_chunker_is_stale(small_copy):
