@@ -32,14 +32,14 @@ def general_bot(tmp_path_factory):
 # The test halves of the question sets on organisation profiles, the product's own kind of corpus
 # (tests/data/sets; each set written before it was first run; nothing was fitted on these halves).
 # Floors under what the shipped model measured (README, Evaluation), so that a real regression
-# crosses them and one item's noise does not (one item is 2-3 points of hit@1, 20 of ipu's 5-item
-# unanswerable share, 12.5 of profiles' 8; the floors sit one item under the measured figure, and
+# crosses them and one item's noise does not (one item is 2-3 points of hit@1, 9 of ipu's 11-item
+# unanswerable share, 6 of profiles' 18; the floors sit one item under the measured figure, and
 # the decision's refits move those shares: README, The decision). The four other sets are measured
 # by `make eval` (minutes with mpnet).
 FLOORS = {
     #            hit@1  hit@3  declined<=  offtopic>=  unanswerable caught>=
-    "ipu":       (0.78, 0.85, 0.05, 1.0, 0.2),
-    "profiles":  (0.70, 0.85, 0.05, 0.8, 0.12),
+    "ipu":       (0.78, 0.85, 0.05, 1.0, 0.7),
+    "profiles":  (0.70, 0.85, 0.05, 0.8, 0.4),
 }
 
 
