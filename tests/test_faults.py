@@ -79,7 +79,12 @@ def _flip(data: bytes) -> bytes:
 
 
 def _half(data: bytes) -> bytes:
-    return data[: len(data) // 2]
+    """The first half, cut inside a record: a cut that falls between two JSON lines leaves a shorter,
+    well-formed file, a different fault (the counts disagree)."""
+    cut = len(data) // 2
+    while cut > 1 and data[cut - 1 : cut] in (b"\n", b"}"):
+        cut -= 1
+    return data[:cut]
 
 
 def _noise(data: bytes) -> bytes:
@@ -118,7 +123,7 @@ FAULTS = {
     "vectors-truncated": (_replace_file("vectors", _half, rehash=False), "does not match its manifest"),
     "chunks-corrupted": (_replace_file("chunks", _flip, rehash=False), "does not match its manifest"),
 }
-for _key in ("documents", "chunks", "vectors", "sentences"):
+for _key in ("documents", "chunks", "vectors", "sentences", "plain"):
     FAULTS[f"{_key}-truncated-rehashed"] = (_replace_file(_key, _half, rehash=True), "unreadable")
     FAULTS[f"{_key}-random-bytes-rehashed"] = (_replace_file(_key, _noise, rehash=True), "unreadable")
     FAULTS[f"{_key}-header-flipped-rehashed"] = (_replace_file(_key, _flip, rehash=True), "unreadable")
