@@ -521,9 +521,8 @@ def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], sc
             q = make_quote(data, units, cand, check if not quotes else None)
         if any(o.source == q.source and o.start < q.end and q.start < o.end for o in quotes):
             continue
-        if any(o.source != q.source and o.title == q.title and (
-                (words := same_words(q.text)) in (seen := same_words(o.text)) or seen in words) for o in quotes):
-            continue  # the same work in another file (a report as PDF and as Word): nothing new to read
+        if any(same_work((q.source, q.title, q.text), (o.source, o.title, o.text)) for o in quotes):
+            continue  # nothing new to read
         # The runner-up next to the first quote, in its paragraph, scoring nearly as high: the two
         # sentences answer together more often than either alone ("The series has been dubbed into…")
         if quotes and not broad and cand.score >= candidates[0].score * scoring.join_ratio:
@@ -537,9 +536,12 @@ def select_quotes(data: IndexData, units: Units, candidates: list[Candidate], sc
     return quotes
 
 
-def same_words(text: str) -> str:
-    """text as compared for sameness: case and line breaks aside."""
-    return " ".join(text.split()).casefold()
+def same_work(a: tuple[str, str, str], b: tuple[str, str, str]) -> bool:
+    """Whether passages a and b, as (source, title, text), are the same work in two files (a report
+    published as PDF and as Word): files of one title, the words of one within the other's (case and
+    line breaks aside)."""
+    words = lambda text: " ".join(text.split()).casefold()
+    return a[0] != b[0] and a[1] == b[1] and ((x := words(a[2])) in (y := words(b[2])) or y in x)
 
 
 # Markdown and HTML that corpus or question text could smuggle into a reply.

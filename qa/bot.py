@@ -13,7 +13,7 @@ import numpy as np
 
 from .answer import (
     Answer, Candidate, Query, Scoring, Units, answer_check, asked_kind, asks_broad, dates_missing, question_hints, render,
-    render_refusal, same_words, score_sentences, select_quotes,
+    render_refusal, same_work, score_sentences, select_quotes,
 )
 from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
 from .conversation import Message, Resolved, is_ellipsis, resolve
@@ -116,7 +116,7 @@ class Bot:
         if (terms and not turn.context and not any(map(self.sentence_lexicon.knows, terms))
                 and self.sentence_lexicon.foreign(text)):
             return declined(_NO_WORD), {}
-        query = self.query(turn, text)
+        query = self.query(turn, text, terms)
         candidates, hints = self.candidates(query)
         if not candidates:
             return declined(_NOT_ABOUT), {}
@@ -154,12 +154,10 @@ class Bot:
         # with the one before it) is the same answer, not a rival; nor are its words (or more around them) in
         # another file of the same title (a report published as PDF and as Word)
         s0, e0 = self.units[first.row]
-        words = same_words(self.units.text(first.row))
-        mine = self.data.chunks[first.chunk]
-        copy = lambda c: ((chunk := self.data.chunks[c.chunk]).source != mine.source and chunk.title == mine.title
-                          and ((other := same_words(self.units.text(c.row))) in words or words in other))
+        passage = lambda c: ((chunk := self.data.chunks[c.chunk]).source, chunk.title, self.units.text(c.row))
+        mine = passage(first)
         rival = next((c for c in candidates[1:] if (c.chunk != first.chunk or not (
-            self.units[c.row][0] < e0 and s0 < self.units[c.row][1])) and not copy(c)), None)
+            self.units[c.row][0] < e0 and s0 < self.units[c.row][1])) and not same_work(passage(c), mine)), None)
         return {
             "best": best,
             "score": first.score,
@@ -170,9 +168,9 @@ class Bot:
             "no_date": float(dates_missing(query, quotes)),
         }
 
-    def query(self, turn: Resolved, text: str) -> Query:
-        """What is searched for a turn: its words (text: typos corrected) and, for a follow-up, the earlier
-        question it leans on, as one vector (the two added) and two sets of terms."""
+    def query(self, turn: Resolved, text: str, terms: list[str]) -> Query:
+        """What is searched for a turn: its words (text: typos corrected; terms: its lexicon terms) and, for a
+        follow-up, the earlier question it leans on, as one vector (the two added) and two sets of terms."""
         vector = self.encode(text)
         context_terms: list[str] = []
         context = None
@@ -184,7 +182,7 @@ class Bot:
         # "And the Secretary?" after "How long does the Leader serve?" wants what the earlier question
         # wanted (a duration, a date, a "Key: value" line it named): its form is read from that one
         form = turn.context if turn.context and is_ellipsis(turn.query) else ""
-        return Query(text, vector, self.sentence_lexicon.terms(text), context_terms,
+        return Query(text, vector, terms, context_terms,
                      asks_broad(text, followup=turn.kind == "followup"), context, form)
 
     def candidates(self, query: Query) -> tuple[list[Candidate], list]:

@@ -554,8 +554,9 @@ def load_index(index_dir: str | Path = "index", verify: bool = True, lexicon: bo
     fix = f"run: python -m qa build --index {folder}"
     try:
         files = manifest["files"]
-        paths = {k: folder / files[k]["name"] for k in ("documents", "chunks", "vectors", "sentences", "plain")
-                 if k in files or k != "plain"}  # an index without plain vectors is stale (staleness), not corrupt
+        paths = {k: folder / files[k]["name"] for k in ("documents", "chunks", "vectors", "sentences")}
+        if "plain" in files:  # an index without plain vectors is stale (staleness), not corrupt
+            paths["plain"] = folder / files["plain"]["name"]
         for key, path in paths.items():
             if not path.is_file():
                 raise IndexCorruptError(f"{path} is missing — {fix}")

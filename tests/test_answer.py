@@ -503,7 +503,7 @@ def test_the_same_work_in_two_files_is_one_answer_not_two_rivals(tmp_path):
     assert not any(a in b for i, a in enumerate(words) for j, b in enumerate(words) if i != j), words
     from qa.conversation import resolve
 
-    candidates = bot.candidates(bot.query(resolve(answer.query), answer.query))[0]
+    candidates = bot.candidates(bot.query(resolve(answer.query), answer.query, bot.sentence_lexicon.terms(answer.query)))[0]
     first = candidates[0]
     copy = next(c for c in candidates if c.chunk != first.chunk and bot.data.chunks[c.chunk].source != bot.data.chunks[
         first.chunk].source and " ".join(bot.units.text(c.row).split()) == " ".join(bot.units.text(first.row).split()))
