@@ -42,7 +42,7 @@ def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
 
     import qa
     from qa.cli import set_offline_env
-    from qa.evaluate import _norm, eval_index, load_items, load_suite, split_of
+    from qa.evaluate import ask_item, eval_index, holds_answer, item_split, load_items, load_suite
 
     set_offline_env()
     rows = []
@@ -51,15 +51,11 @@ def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
         bot = qa.load(folder)
         bot.decision, bot.scoring = None, replace(bot.scoring, min_support=0.0)
         for item in load_items(sets / f"{name}.jsonl"):
-            if split_of(item["id"]) != "tune":
+            if item_split(item) != "tune":
                 continue
-            history: list[dict] = []
-            for turn in item["turns"]:
-                answer, signals = bot.respond(turn, history)
-                history += [{"role": "user", "content": turn}, {"role": "assistant", "content": answer.text}]
+            answer, signals = ask_item(bot, item)
             expect = item.get("expect")
-            right = expect is not None and bool(answer.quotes) and any(
-                _norm(e) in _norm(answer.quotes[0].text) for e in expect)
+            right = bool(answer.quotes) and holds_answer(item, answer.quotes[0])
             group = ("answerable-right" if right else "answerable-wrong") if expect is not None else (
                 "offtopic" if item["kind"] == "offtopic" else "unanswerable")
             if signals:

@@ -7,7 +7,11 @@ its set, decided by a hash of its id (`split_of`): weights and thresholds are fi
 tune, the README reports test.
 
 An item may name the document its answer is in (`"source"`): the first quote's document
-is then scored too (`doc@1`), which is what matters in a folder of look-alike files.
+is then scored too (`doc@1`), which is what matters in a folder of look-alike files. An item
+may also give the answer's character spans in that document (`"spans"`, as the SQuAD set
+does): a quote then counts only when it covers one of them, since a short answer ("1997",
+"France") occurs in many sentences. Items that share a passage carry a `"group"` (SQuAD's
+article): the split hashes the group, so the test half is text that no fit has seen.
 An answer has one of three outcomes: "answered", "uncertain" (quoted with a caveat) or
 "declined". For an answerable item a decline is a miss; for an unanswerable one,
 declining or saying it is uncertain are both honest; an off-topic one must be declined.
@@ -33,9 +37,15 @@ SPLITS = ("tune", "test")
 FACT_KINDS = ("fact", "paraphrase", "noisy", "followup")
 
 
-def split_of(item_id: str) -> str:
-    """'tune' or 'test': the item's half, fixed by the first byte of the sha256 of its id."""
-    return SPLITS[hashlib.sha256(item_id.encode("utf-8")).digest()[0] & 1]
+def split_of(key: str) -> str:
+    """'tune' or 'test': the half of an item id (or group), fixed by the first byte of its sha256."""
+    return SPLITS[hashlib.sha256(key.encode("utf-8")).digest()[0] & 1]
+
+
+def item_split(item: dict) -> str:
+    """The half an item belongs to: its group's when it has one (all questions on one article go
+    together), else its own id's."""
+    return split_of(item.get("group") or item["id"])
 
 
 @dataclass(slots=True)
@@ -88,19 +98,26 @@ class Report:
         unanswerable = [i for i in items if i.expect is None and i.kind != "offtopic"]
         named = [i for i in answerable if i.source is not None]
         facts = [len(i.quotes[0]) for i in answerable if i.quotes and i.kind in FACT_KINDS]
-        first = [len(i.quotes[0]) for i in items if i.quotes]
+        first = [len(i.quotes[0]) for i in answerable if i.quotes]
+        answered = [i for i in items if i.outcome == "answered"]
+        uncertain = [i for i in items if i.outcome == "uncertain"]
         return {
             "items": len(items),
             "hit@1": _share(answerable, lambda i: i.hit1),
             "hit@3": _share(answerable, lambda i: i.hit3),
+            "median_first_quote_chars": statistics.median(first) if first else None,
             "doc@1": _share(named, lambda i: i.doc1),
-            "declined": _share(answerable, lambda i: i.abstained),
+            "answered": _share(answerable, lambda i: i.outcome == "answered"),
             "uncertain": _share(answerable, lambda i: i.outcome == "uncertain"),
+            "declined": _share(answerable, lambda i: i.abstained),
+            # of the replies given as answers (or under a caveat), the share whose first quote is right
+            "answered_right": _share(answered, lambda i: i.expect is not None and i.hit1),
+            "uncertain_right": _share(uncertain, lambda i: i.expect is not None and i.hit1),
             "offtopic_declined": _share(offtopic, lambda i: i.abstained),
+            "unanswerable_declined": _share(unanswerable, lambda i: i.abstained),
             "unanswerable_caught": _share(unanswerable, lambda i: i.outcome != "answered"),
             "verbatim": _share([i for i in items if i.quotes], lambda i: i.verbatim),
             "median_fact_quote_chars": statistics.median(facts) if facts else None,
-            "median_first_quote_chars": statistics.median(first) if first else None,
             "median_latency_ms": round(statistics.median(i.latency_ms for i in items), 2) if items else None,
         }
 
@@ -164,6 +181,26 @@ def _problem(item) -> str | None:
     return None
 
 
+def holds_answer(item: dict, quote) -> bool:
+    """Whether a quote answers an item: covers one of its answer spans when it gives them (the quote
+    must be where the answer is), else holds one of its expected strings."""
+    if item.get("expect") is None:
+        return False
+    if item.get("spans"):
+        return quote.source == item.get("source") and any(quote.start <= s and e <= quote.end for s, e in item["spans"])
+    return any(_norm(e) in _norm(quote.text) for e in item["expect"])
+
+
+def ask_item(bot, item: dict):
+    """Ask an item's turns in order, each with the conversation so far (the bot's own replies as
+    history); the last turn's (answer, signals) from bot.respond."""
+    history: list[dict] = []
+    for turn in item["turns"]:
+        answer, signals = bot.respond(turn, history)
+        history += [{"role": "user", "content": turn}, {"role": "assistant", "content": answer.text}]
+    return answer, signals
+
+
 def evaluate(bot, items: list[dict], corpus_dir: str | Path | None = None, split: str | None = None) -> Report:
     """Ask every item (of one split, if given) and score the answers.
 
@@ -182,7 +219,7 @@ def evaluate(bot, items: list[dict], corpus_dir: str | Path | None = None, split
 
     report = Report()
     for item in items:
-        half = split_of(item["id"])
+        half = item_split(item)
         if split is not None and half != split:
             continue
         history: list[dict] = []
@@ -193,7 +230,7 @@ def evaluate(bot, items: list[dict], corpus_dir: str | Path | None = None, split
             history += [{"role": "user", "content": turn}, {"role": "assistant", "content": answer.text}]
         expect = item.get("expect")
         texts = [q.text for q in answer.quotes]
-        contains = lambda t: expect is not None and any(_norm(e) in _norm(t) for e in expect)
+        covers = lambda q: holds_answer(item, q)
         verbatim = all(bot.document(q.source).text[q.start : q.end] == q.text for q in answer.quotes)
         if corpus_dir is not None:
             verbatim = verbatim and all(
@@ -202,13 +239,16 @@ def evaluate(bot, items: list[dict], corpus_dir: str | Path | None = None, split
         report.items.append(ItemResult(
             item["id"], item["kind"], item["turns"][-1], answer.query, expect, answer.outcome, texts,
             [q.source for q in answer.quotes], item.get("source"),
-            bool(texts) and contains(texts[0]), any(contains(t) for t in texts[:3]), verbatim, latency, half,
+            bool(texts) and covers(answer.quotes[0]), any(map(covers, answer.quotes[:3])), verbatim, latency, half,
         ))
     return report
 
 
-_RATES = ("hit@1", "hit@3", "doc@1", "declined", "uncertain", "offtopic_declined", "unanswerable_caught", "verbatim")
-COLUMNS = ("items", *_RATES, "median_fact_quote_chars")
+_RATES = ("hit@1", "hit@3", "doc@1", "answered", "uncertain", "declined", "answered_right", "uncertain_right",
+          "offtopic_declined", "unanswerable_declined", "unanswerable_caught", "verbatim")
+COLUMNS = ("items", "hit@1", "median_first_quote_chars", "hit@3", "doc@1", "answered", "uncertain", "declined",
+           "answered_right", "uncertain_right", "offtopic_declined", "unanswerable_declined", "unanswerable_caught",
+           "verbatim")
 
 
 def _cell(name: str, value) -> str:

@@ -100,7 +100,13 @@ def test_every_metric_counts_what_it_names(corpus):
     assert m["uncertain"] == pytest.approx(1 / 5)
     assert m["offtopic_declined"] == pytest.approx(1 / 2)
     assert m["unanswerable_caught"] == pytest.approx(1 / 2)
+    assert m["unanswerable_declined"] == 0.0
+    assert m["answered"] == pytest.approx(3 / 5)  # f1, f2, u1
+    assert m["answered_right"] == pytest.approx(2 / 4)  # f1, u1 of f1, f2, u1, n2
+    assert m["uncertain_right"] == round(1 / 3, 3)  # f4 of f4, o2, n1
     assert m["verbatim"] == 1.0
+    # the first quotes of the answerable items: f1 30 chars, f2 29, f4 22, u1 29
+    assert m["median_first_quote_chars"] == 29
     # fact kinds only (not the broad f4): f1 30 chars, f2 29, u1 29
     assert m["median_fact_quote_chars"] == 29
 
@@ -119,7 +125,7 @@ def test_misses_are_the_items_a_user_would_call_wrong(corpus):
     report = evaluate(StubBot(corpus, script), items)
     assert [i.id for i in report.misses()] == ["f2", "f3", "o2", "n2"]
     text = format_report(report)
-    assert "| overall | 9 | 60% | 80% | 50% |" in text
+    assert "| overall | 9 | 60% | 29 | 80% | 50% |" in text
     assert "f2 (paraphrase) 'q2' answered from b.txt" in text and "n2 (unanswerable)" in text
 
 
@@ -140,6 +146,31 @@ def test_verbatim_is_also_checked_against_the_file_on_disk(corpus):
     assert evaluate(bot, items).metrics()["verbatim"] == 1.0
     drifted = evaluate(bot, items, corpus_dir=corpus)
     assert not drifted.items[0].verbatim and drifted.metrics()["verbatim"] < 1.0
+
+
+def test_an_answer_span_must_be_covered_not_only_its_words(corpus):
+    """SQuAD-style items give where the answer is: "1901" in another sentence is not the answer."""
+    start = TEXT_A.index("1901")
+    item = {"id": "s1", "kind": "fact", "turns": ["When was Alpha founded?"], "expect": ["1901"], "source": "a.txt",
+            "spans": [[start, start + 4]]}
+    elsewhere = TEXT_A + "The 1901 rules still apply.\n"
+    (corpus / "a.txt").write_text(elsewhere, "utf-8")
+    bot = StubBot(corpus, {})
+    far = elsewhere.index("The 1901 rules")
+    far_quote = Quote("The 1901 rules still apply.", "a.txt", "a", "", far, far + 27, 1.0)
+    for quotes, hit1, hit3 in (([q("Alpha Org was founded in 1901.")], True, True), ([far_quote], False, False),
+                               ([far_quote, q("Alpha Org was founded in 1901.")], False, True)):
+        bot.script = {"When was Alpha founded?": Answer("", quotes)}
+        result = evaluate(bot, [item]).items[0]
+        assert (result.hit1, result.hit3) == (hit1, hit3)
+
+
+def test_items_of_a_group_share_their_half(corpus):
+    from qa.evaluate import item_split
+
+    items = [{"id": f"g-{n}", "group": "Force", "kind": "fact", "turns": ["q"], "expect": ["x"]} for n in range(40)]
+    assert {item_split(i) for i in items} == {split_of("Force")}
+    assert {item_split({"id": f"g-{n}"}) for n in range(40)} == {"tune", "test"}
 
 
 def test_halves_are_fixed_by_the_id_and_both_are_used():
