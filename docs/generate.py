@@ -2,8 +2,8 @@
 
     python docs/generate.py                  # rewrite every generated block
     python docs/generate.py --check          # exit 1, with a diff, when a block differs from its data
-    python docs/generate.py --refresh-eval [--model NAME]
-                                             # run `qa eval` on both halves, save docs/data, rewrite
+    .venv/bin/python docs/generate.py --refresh-eval [--model NAME]
+                                             # run `qa eval` on both halves (minutes), save docs/data, rewrite
 
 A generated block is the text between `<!-- generated:NAME -->` and `<!-- /generated -->`; NAME says
 which function of BLOCKS writes it. Figures are never typed into docs/ by hand: they come from
@@ -387,9 +387,9 @@ def refresh_eval(model: str | None) -> None:
         command = [sys.executable, "-m", "qa", "eval", "tests/data/sets", "--split", split, "--json"]
         command += ["--model", model] if model else []
         print("running:", " ".join(command[1:]), file=sys.stderr)
-        out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        out = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # its progress shows on stderr
         if out.returncode != 0:
-            raise SystemExit(f"qa eval failed:\n{out.stderr[-3000:]}")
+            raise SystemExit(f"qa eval failed (exit {out.returncode})")
         data = {"_meta": {"split": split, "model": Path(name).name, "commit": commit,
                           "date": time.strftime("%Y-%m-%d %H:%M"),
                           "source": f"python -m qa eval tests/data/sets --split {split} --json"

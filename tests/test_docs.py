@@ -61,14 +61,23 @@ def test_readme_is_short():
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines; keep it to {README_MAX_LINES}, move the rest to docs/"
 
 
+def _anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings: lower case, punctuation dropped, spaces as '-'."""
+    headings = re.findall(r"^#{1,6} +(.+?) *$", CODE.sub("", path.read_text("utf-8")), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.replace("`", "").lower()).replace(" ", "-") for h in headings}
+
+
 def test_relative_links_point_at_files_that_exist():
     broken = []
     for path in _documents():
         text = CODE.sub("", path.read_text("utf-8"))
         for target in LINK.findall(text):
-            if re.match(r"[a-z][a-z0-9+.-]*:", target, re.I) or target.startswith("#"):
-                continue  # a URL, or an anchor in the same file
-            file = target.split("#", 1)[0]
-            if not (path.parent / file).exists():
+            if re.match(r"[a-z][a-z0-9+.-]*:", target, re.I):
+                continue  # a URL
+            file, _, anchor = target.partition("#")
+            linked = (path.parent / file) if file else path
+            if not linked.exists():
                 broken.append(f"{path.relative_to(ROOT)}: {target}")
+            elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
+                broken.append(f"{path.relative_to(ROOT)}: {target} (no such heading)")
     assert not broken, broken
