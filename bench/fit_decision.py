@@ -38,9 +38,8 @@ COST = {
 
 def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
     """The signals and labels of every tune item of every set, asked with the decision off."""
-    from dataclasses import replace
-
     import qa
+    from qa.bot import Bot
     from qa.cli import set_offline_env
     from qa.evaluate import ask_item, eval_index, holds_answer, item_split, load_items, load_suite
 
@@ -48,8 +47,8 @@ def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
     rows = []
     for name, corpus in load_suite(sets).items():
         folder, _ = eval_index(name, corpus, model, cache)
-        bot = qa.load(folder)
-        bot.decision, bot.scoring = None, replace(bot.scoring, min_support=0.0)
+        loaded = qa.load(folder)
+        bot = Bot(loaded.data, loaded.encoder, decide=False)  # the shipped ranker; every outcome "answered"
         for item in load_items(sets / f"{name}.jsonl"):
             if item_split(item) != "tune":
                 continue
@@ -63,6 +62,22 @@ def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
     return rows
 
 
+# The mix of questions the decision is fitted for: each kind of item weighs this share in all, however many
+# of that kind happen to be written (SQuAD alone brings ~800 unanswerable tune items). A product decision:
+# most questions people ask are answerable; some are not; a few are about something else entirely.
+MIX = {"answerable": 0.7, "unanswerable": 0.2, "offtopic": 0.1}
+
+
+def mix_weights(rows: list[dict]) -> list[float]:
+    """Each row's weight: its kind's share of MIX, spread over the rows of that kind (mean 1)."""
+    kind = lambda r: "answerable" if r["group"].startswith("answerable") else r["group"]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[kind(r)] = counts.get(kind(r), 0) + 1
+    present = sum(MIX[k] for k in counts)
+    return [MIX[kind(r)] / present / counts[kind(r)] * len(rows) for r in rows]
+
+
 def fit(rows: list[dict]) -> dict:
     """The fitted Decision (as a dict) and its figures on the items it was fitted on."""
     import numpy as np
@@ -73,10 +88,11 @@ def fit(rows: list[dict]) -> dict:
     from qa.decision import SIGNALS, Decision
 
     # nothing near: the cut on `best` that misclassifies fewest off-topic vs answerable items, midway in its gap
-    off = sorted(r["signals"]["best"] for r in rows if r["group"] == "offtopic")
-    on = sorted(r["signals"]["best"] for r in rows if r["group"].startswith("answerable"))
-    values = sorted(set(off + on))
-    errors = lambda t: sum(b >= t for b in off) + sum(b < t for b in on)
+    weight = dict(zip((id(r) for r in rows), mix_weights(rows)))
+    off = sorted((r["signals"]["best"], weight[id(r)]) for r in rows if r["group"] == "offtopic")
+    on = sorted((r["signals"]["best"], weight[id(r)]) for r in rows if r["group"].startswith("answerable"))
+    values = sorted({b for b, _ in off + on})
+    errors = lambda t: sum(w for b, w in off if b >= t) + sum(w for b, w in on if b < t)
     cut = min(((errors(t), -t) for t in values + [values[-1] + 1e-6]), key=lambda e: e)
     above = -cut[1]
     below = max([v for v in values if v < above], default=above)
@@ -91,7 +107,8 @@ def fit(rows: list[dict]) -> dict:
     binary = np.array([set(np.unique(column)) <= {0.0, 1.0} for column in x.T])
     mean = np.where(binary, 0.0, scaler.mean_)
     scale = np.where(binary | (scaler.scale_ <= 0), 1.0, scaler.scale_)
-    lr = LogisticRegression(C=1.0, max_iter=1000).fit((x - mean) / scale, y)
+    lr = LogisticRegression(C=1.0, max_iter=1000).fit((x - mean) / scale, y,
+                                                     sample_weight=np.array([weight[id(r)] for r in kept]))
     decision = Decision(tuple(lr.coef_[0].tolist()), float(lr.intercept_[0]), 1.0, 0.0, near,
                         tuple(mean.tolist()), tuple(scale.tolist()))
     p = np.array([decision.probability(r["signals"]) for r in rows])
@@ -101,7 +118,7 @@ def fit(rows: list[dict]) -> dict:
         for hi in cuts[i:]:
             outcomes = ["declined" if r["signals"]["best"] < near else "answered" if q >= hi else
                         "uncertain" if q >= lo else "declined" for r, q in zip(rows, p)]
-            cost = sum(COST.get((r["group"], o), 0.0) for r, o in zip(rows, outcomes))
+            cost = sum(weight[id(r)] * COST.get((r["group"], o), 0.0) for r, o in zip(rows, outcomes))
             if best is None or cost < best[0] - 1e-9:
                 best = (cost, lo, hi, outcomes)
     cost, lo, hi, outcomes = best
@@ -110,7 +127,7 @@ def fit(rows: list[dict]) -> dict:
     return {
         "decision": decision.as_dict(),
         "fitted_on": {"split": "tune", "items": len(rows), "positives": int(sum(r["label"] for r in rows)),
-                      "sets": sorted({r["set"] for r in rows})},
+                      "sets": sorted({r["set"] for r in rows}), "mix": MIX, "cost": {" / ".join(k): v for k, v in COST.items()}},
         "tune": {"auc": round(float(roc_auc_score(y, kept_p)), 3), "cost": round(cost, 2),
                  "outcomes": outcome_table(rows, outcomes)},
     }

@@ -5,24 +5,25 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .answer import (
-    Answer, Candidate, Query, Scoring, Units, answer_check, asked_kind, asks_broad, dates_missing, question_hints, render,
-    render_refusal, same_work, score_sentences, select_quotes,
-)
+from .answer import Answer, Candidate, Scoring
 from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
 from .conversation import Message, Resolved, is_ellipsis, resolve
 from .corpus import SUFFIXES, Document
-from .decision import load_decision
+from .decision import load_decision, model_key
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
 from .errors import CorpusError, InvalidQuestionError, ModelError, QAError, StaleIndexError
 from .index import IndexData, load_index, read_manifest, staleness
+from .question import Query, asked_kind, asks_broad, dates_missing, question_hints
+from .quoting import answer_check, same_work, select_quotes
+from .ranking import HAND, Candidates, Ranker, gather, load_ranker, rank
+from .render import render, render_refusal
 from .retrieval import Passage, Retriever, build_lexicons, load_lexicons, looks_like_names
+from .units import Units
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +55,17 @@ class Bot:
     """Retrieval and quoting over one loaded index."""
 
     def __init__(self, data: IndexData, encoder: Embedder, mode: str = "hybrid", scoring: Scoring = Scoring(),
-                 decide: bool = True):
+                 decide: bool = True, ranker: Ranker | None = None):
+        """ranker: how candidates are ordered (default: the one fitted for the model, else ranking.HAND);
+        decide=False answers whatever is found (the tuning tools' setting)."""
+        key = model_key(data.manifest["model"]["name"])
+        ranker = ranker or load_ranker(key) or HAND
         # One signal alone, for comparison (python -m qa eval --mode): chunk ranking and sentence scoring both.
         if mode == "dense":
-            scoring = replace(scoring, lexical_weight=0.0)
+            ranker = ranker.without(["lexical"])
         elif mode == "bm25":
-            scoring = replace(scoring, dense_weight=0.0, chunk_weight=0.0)
-        self.data, self.encoder, self.scoring = data, encoder, scoring
+            ranker = ranker.without(["similarity", "placed", "plain", "chunk", "similarity_gap", "chunk_gap"])
+        self.data, self.encoder, self.scoring, self.ranker = data, encoder, scoring, ranker
         spans = unit_spans(data.chunks, data.documents)
         lexicons = load_lexicons(data.lexicon_dir) if data.lexicon_dir else None
         if lexicons is None:  # an index from before lexicons were saved, or from another LEXICON_VERSION
@@ -72,6 +77,7 @@ class Bot:
         words = getattr(encoder, "words", None)
         self.known_words = words() if words else frozenset()
         self.decision = load_decision(data.manifest["model"]["name"]) if decide else None
+        self.decide = decide
 
     @property
     def manifest(self) -> dict:
@@ -117,22 +123,37 @@ class Bot:
                 and self.sentence_lexicon.foreign(text)):
             return declined(_NO_WORD), {}
         query = self.query(turn, text, terms)
-        candidates, hints = self.candidates(query)
+        candidates, hints = self.candidates(query)[:2]
         if not candidates:
             return declined(_NOT_ABOUT), {}
         quotes = select_quotes(self.data, self.units, candidates, self.scoring, answer_check(hints), query.broad)
         signals = self.signals(query, candidates, quotes)
-        if self.decision is None:  # no decision fitted for this model: the support threshold alone
-            reason = self._abstain_reason(signals)
-            if reason or (self.scoring.min_support > 0 and signals["no_date"]):
-                return declined(reason or _NOT_SAID), signals
+        if not self.decide:
             outcome = "answered"
+        elif self.decision is None:  # a model nobody fitted a decision for: never sure
+            outcome = "uncertain"
         else:
             outcome = self.decision.outcome(signals)
-            if outcome == "declined":
-                return declined(_NOT_ABOUT if signals["best"] < self.decision.near else _NOT_SAID), signals
+        if outcome == "declined":
+            if signals["best"] < self.decision.near:
+                return declined(_NOT_ABOUT), signals
+            # the documents are about this, but do not say it: where they come nearest, not what they say there
+            nearest = render_refusal(self.nearest(candidates), _NOT_SAID, lead="The nearest they come:")
+            return Answer(nearest, [], True, text, about=turn.about), signals
+        if outcome == "uncertain":
+            quotes = quotes[:1]  # the one closest passage, under a caveat: more would read as noise
         return Answer(render(quotes, turn.about, uncertain=outcome == "uncertain"), quotes, False, query.text,
                       outcome, turn.about), signals
+
+    def search(self, question: str, history: Sequence[Message] | None = None):
+        """What respond searches for a turn, up to the ranked candidates: (query, candidates, hints, gathered),
+        or None for small talk. For the fitting tools (bench/fit_ranker.py), which label the candidates."""
+        turn = resolve(clean_question(question), history)
+        if turn.kind == "smalltalk":
+            return None
+        text = self.retriever.lexicon.correct(turn.query, self.known_words)
+        query = self.query(turn, text, self.sentence_lexicon.terms(text))
+        return (query, *self.candidates(query))
 
     def signals(self, asked: Query, candidates: list[Candidate], quotes: list) -> dict[str, float]:
         """What the answer-or-decline decision looks at (decision.SIGNALS), for the first candidate.
@@ -182,25 +203,29 @@ class Bot:
         # "And the Secretary?" after "How long does the Leader serve?" wants what the earlier question
         # wanted (a duration, a date, a "Key: value" line it named): its form is read from that one
         form = turn.context if turn.context and is_ellipsis(turn.query) else ""
+        lexicon = self.sentence_lexicon
+        frame = set(lexicon.terms(asked_kind(text)))
+        information = tuple(t for t in dict.fromkeys(terms) if t not in frame)
+        names = tuple(tuple(ts) for w in looks_like_names(text) if (ts := lexicon.terms(w)))
         return Query(text, vector, terms, context_terms,
-                     asks_broad(text, followup=turn.kind == "followup"), context, form)
+                     asks_broad(text, followup=turn.kind == "followup"), context, form, information, names)
 
-    def candidates(self, query: Query) -> tuple[list[Candidate], list]:
-        """The sentences that might answer a query, best first, and the hints that scored them."""
+    def candidates(self, query: Query) -> tuple[list[Candidate], list, Candidates | None]:
+        """The sentences that might answer a query, best first; the hints (the question's form) they were
+        described by; and what was gathered (rows and features, in gathering order)."""
         weight = self.scoring.context_weight
         ranked = self.retriever.rank(query.vector, query.terms, self.scoring.candidate_chunks,
                                      query.context_terms, weight)
         lexical = self.sentence_lexicon.scores(query.terms)
         if query.context_terms:
             lexical = lexical + weight * self.sentence_lexicon.scores(query.context_terms)
-        hints = question_hints(query.form or query.text, self.sentence_lexicon.terms, self.scoring)
-        return score_sentences(self.data, self.units, query.vector, lexical, ranked, self.scoring, hints), hints
-
-    def _abstain_reason(self, signals: dict[str, float]) -> str | None:
-        """Why the corpus does not answer by the old support threshold, or None."""
-        if signals["best"] < self.scoring.min_support:
-            return _NOT_ABOUT
-        return _NOT_SAID if signals["support"] < self.scoring.min_support else None
+        hints = question_hints(query.form or query.text, self.sentence_lexicon.terms)
+        found = gather(self.data, self.units, self.sentence_lexicon, query, lexical, ranked, hints,
+                       self.scoring.candidate_chunks)
+        if found is None:
+            return [], hints, None
+        return [Candidate(int(found.rows[i]), int(found.chunks[i]), score, float(found.similarity[i]))
+                for i, score in rank(found, self.ranker)], hints, found
 
     def _overlap(self, query: str, row: int) -> _Overlap:
         """What of the question sentence unit row holds: see _Overlap."""
@@ -239,6 +264,11 @@ class Bot:
         words = " ".join(w for w in _WORDS.findall(query) if (t := lexicon.terms(w)) and t[0] in unnamed)
         coverage = max(0.0, float(self.data.similarity(candidates[0].row, self.encode(words))))
         return best * (1 - share_names - share_words * (1 - coverage))
+
+    def nearest(self, candidates: list[Candidate], n: int = 3) -> list[str]:
+        """The places ("Title › Section") of the first candidates' chunks, without repeats."""
+        places = (self.data.chunks[c.chunk] for c in candidates)
+        return list(dict.fromkeys(c.title + (" › " + c.section if c.section else "") for c in places))[:n]
 
     def suggestions(self, n: int = 5) -> list[str]:
         """Section names to offer when the bot cannot answer."""

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import logging
 import os
-import re
 import sys
 from dataclasses import asdict
 
@@ -85,29 +83,20 @@ def _build(args) -> int:
 
 
 def _ask(args) -> int:
-    from .answer import UNCERTAIN
     from .bot import load
+    from .render import UNCERTAIN, plain
 
     answer = load(args.index).ask(args.question)
     if args.json:
         print(json.dumps(asdict(answer), ensure_ascii=False, indent=2))
     elif answer.abstained:
-        print(_plain(answer.text))
+        print(plain(answer.text))
     else:
         if answer.outcome == "uncertain":
             print(UNCERTAIN)
         for q in answer.quotes:
             print(f"{q.citation} ({q.source}:{q.start}-{q.end})\n  “{q.text}”")
     return 0
-
-
-_EMPHASIS = re.compile(r"(?<!\\)\*")
-_ESCAPED = re.compile(r"\\(.)")
-
-
-def _plain(markdown: str) -> str:
-    """A reply's Markdown as a terminal shows it best: no emphasis marks, no backslash escapes."""
-    return html.unescape(_ESCAPED.sub(r"\1", _EMPHASIS.sub("", markdown)))
 
 
 def _eval(args) -> int:

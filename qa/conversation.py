@@ -20,28 +20,12 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+from . import english
+
 Message = dict  # {"role": "user" | "assistant", "content": str}
 
 _TOKEN = re.compile(r"[\w’'-]+|[^\w\s]")
-_PRONOUNS = {"it", "its", "they", "them", "their", "theirs", "he", "him", "his", "she", "her", "there", "one", "ones"}
-_QUESTION_WORDS = {
-    "what", "who", "whom", "whose", "which", "when", "where", "why", "how", "is", "are", "was", "were",
-    "do", "does", "did", "can", "could", "should", "would", "will", "tell", "me", "about", "give",
-    "show", "explain", "describe", "list", "name", "please", "and", "also", "so", "then", "what's",
-}
-_STOP = _QUESTION_WORDS | {
-    "of", "on", "for", "in", "the", "a", "an", "to", "at", "by", "with", "from", "as", "that", "this", "these",
-    "those", "be", "been", "has", "have", "had", "much", "many", "any", "some", "more", "i", "you", "we", "my",
-    "based", "located", "known", "called", "mean", "means",
-} | _PRONOUNS
-_DEMONSTRATIVE_END = re.compile(r"\b(?:this|that|these|those)\W*$", re.I)
-_ELLIPSIS = re.compile(r"^\W*(?:and|also|what about|how about|same for|and what about|and how about)\b", re.I)
 MAX_CONTEXT_CHARS = 400  # the earlier questions searched beside a follow-up; older ones fall away
-_SMALLTALK = {
-    "hi", "hello", "hey", "hiya", "good morning", "good afternoon", "good evening", "thanks", "thank you",
-    "thank you very much", "thanks a lot", "many thanks", "thx", "ty", "cheers", "ok", "okay", "cool", "great",
-    "nice", "perfect", "got it", "bye", "goodbye", "see you", "ok thanks", "okay thanks", "great thanks",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +38,7 @@ class Resolved:
 
 def is_smalltalk(text: str) -> bool:
     words = re.sub(r"[^\w\s]", " ", text.lower()).split()
-    return " ".join(words) in _SMALLTALK or (
+    return " ".join(words) in english.SMALLTALK or (
         bool(words) and words[0] in {"hi", "hello", "hey", "thanks"} and len(words) <= 3
     )
 
@@ -62,14 +46,14 @@ def is_smalltalk(text: str) -> bool:
 def leans_back(question: str) -> bool:
     """Whether the question's form says it continues the conversation rather than standing alone."""
     words = [w.lower() for w in _TOKEN.findall(question)]
-    content = [w for w in words if w.replace("-", "").replace("’", "").replace("'", "").isalnum() and w not in _STOP]
-    return (any(w in _PRONOUNS for w in words) or bool(_DEMONSTRATIVE_END.search(question))
+    content = [w for w in words if w.replace("-", "").replace("’", "").replace("'", "").isalnum() and w not in english.FUNCTION_WORDS]
+    return (any(w in english.PRONOUNS for w in words) or bool(english.DEMONSTRATIVE_END.search(question))
             or is_ellipsis(question) or len(content) <= 1)
 
 
 def is_ellipsis(question: str) -> bool:
     """"And the address?", "What about Windows?": a follow-up that asks the earlier question again of something else."""
-    return bool(_ELLIPSIS.match(question))
+    return bool(english.ELLIPSIS.match(question))
 
 
 def resolve(question: str, history: Sequence[Message] | None = None) -> Resolved:

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import english
 from .chunking import Chunk
 from .index import IndexData
 
@@ -31,12 +32,6 @@ _WORD = re.compile(r"[^\W_]{2,}")  # words of two or more letters or digits; "__
 # without that, a 2,000-letter word took 60 ms per search (each start retried to the end).
 _COMPOUND = re.compile(r"(?<![^\W_])[^\W_]++(?:[-\u2010\u2011][^\W_]++)+")
 _HYPHENS = re.compile(r"[-\u2010\u2011]")
-# Words that frame a question about the documents rather than name what is asked.
-_QUESTION_STOPWORDS = {
-    "many", "much", "tell", "give", "please", "know", "like", "would", "could", "also", "us", "say", "says", "said",
-    "saying", "mention", "mentions", "mentioned", "write", "writes", "written", "describe", "describes", "explain",
-    "explains", "anything", "something", "more",
-}
 MIN_CORRECTABLE = 5  # shorter words have too many neighbours one edit away
 # Bump when what a text's terms are changes (_words, the stopwords, the stemmer): lexicons saved in
 # an index by another version are then rebuilt at load instead of read.
@@ -86,7 +81,7 @@ class Lexicon:
         # bm25s sets its own logger to DEBUG at import; a library should not talk unless asked.
         logging.getLogger("bm25s").setLevel(logging.WARNING)
         self._stem = Stemmer.Stemmer("english").stemWord
-        self._stopwords = frozenset(bm25s.stopwords.STOPWORDS_EN_PLUS) | _QUESTION_STOPWORDS
+        self._stopwords = frozenset(bm25s.stopwords.STOPWORDS_EN_PLUS) | english.QUESTION_STOPWORDS
 
     def _know(self, words: Counter[str]) -> None:
         """The corpus's surface words and counts, for spelling correction, and what follows from them."""

@@ -3,7 +3,7 @@
 Everything here is presentation. The bot retrieves, quotes and abstains; this
 module lays its answers out: the reply (already safe Markdown) in the chat, and
 each quoted sentence highlighted in its paragraph in a side panel. Text from the
-corpus or the user reaches the page only escaped (`qa.answer.escape` for Markdown,
+corpus or the user reaches the page only escaped (`qa.render.escape` for Markdown,
 `html.escape` for the panel) — Gradio's sanitiser is a second line, not the first.
 
 Conversation state lives on the server (`gr.State`), so what the browser sends
@@ -34,7 +34,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from .answer import Answer, Quote, escape
+from .answer import Answer, Quote
+from .render import escape
 from .errors import IndexCorruptError, IndexNotFoundError, QAError, StaleIndexError
 
 if TYPE_CHECKING:

@@ -74,7 +74,7 @@ def test_the_test_halves_hold_their_figures(name, tmp_path_factory):
     ],
 )
 def test_words_that_only_frame_the_question_are_not_required(question, frame):
-    from qa.answer import asked_kind
+    from qa.question import asked_kind
 
     assert frame in asked_kind(question) if frame else asked_kind(question) == ""
 
@@ -86,7 +86,7 @@ def test_a_how_question_about_something_else_is_not_answered(seed_bot, question)
 
 
 def test_how_many_prefers_the_number_that_counts_the_thing_asked(seed_bot):
-    from qa.answer import UnitFacts
+    from qa.units import UnitFacts
 
     terms = seed_bot.sentence_lexicon.terms
     facts = UnitFacts.of("As of August 2020, eight regional and thematic parliamentary hubs are operating.", terms)
@@ -187,6 +187,26 @@ def test_an_uncovered_question_is_not_answered_as_if_it_were(seed_bot):
     if answer.outcome == "uncertain":
         assert answer.text.startswith("I am not sure my documents answer this") and answer.quotes
         assert not answer.abstained
+
+
+@pytest.mark.parametrize("outcome", ["uncertain", "declined"])
+def test_a_reply_that_is_not_sure_shows_one_passage_or_none(seed_bot, monkeypatch, outcome):
+    """An uncertain reply is the one closest passage under a caveat; a decline of a question the documents
+    are about names where they come nearest, and quotes nothing (three unrelated quotes read as noise)."""
+    from qa.decision import Decision, SIGNALS
+
+    # whatever the signals: p = 0.5, between the thresholds (uncertain) or under both (declined)
+    cut = 0.4 if outcome == "uncertain" else 0.6
+    monkeypatch.setattr(seed_bot, "decision", Decision((0.0,) * len(SIGNALS), 0.0, answer=0.9, uncertain=cut))
+    answer = seed_bot.ask("Tell me about the IPU's work on gender equality")  # a broad question: several quotes
+    assert answer.outcome == outcome
+    if outcome == "uncertain":
+        assert len(answer.quotes) == 1 and answer.text.startswith("I am not sure my documents answer this")
+        assert answer.text.count("According to") == 1 and "Also, from" not in answer.text
+    else:
+        assert answer.quotes == [] and answer.text.startswith("My documents do not say that")
+        assert "The nearest they come: *Inter\\-Parliamentary Union" in answer.text
+        assert ">" not in answer.text  # no block quote
 
 
 def test_outcome_and_abstained_agree():
@@ -339,7 +359,7 @@ def test_a_word_longer_than_any_in_the_corpus_is_not_spell_corrected(seed_bot, m
 
 def test_a_date_question_whose_best_quote_has_no_date_is_not_answered(general_bot, seed_bot):
     """"When was man-db first released?" used to quote the licence notice (its ZIP code "1301" read as a year)."""
-    from qa.answer import _TIME
+    from qa.english import TIME as _TIME
 
     assert not _TIME.search("Boston, MA  02110-1301  USA") and _TIME.search("In 2015, the IPU adopted")
     assert _TIME.search("launched in mid-2019") and not _TIME.search("1,500 delegates")
@@ -347,14 +367,16 @@ def test_a_date_question_whose_best_quote_has_no_date_is_not_answered(general_bo
     answer = seed_bot.ask("When was the IPU founded?")
     assert not answer.abstained and "more than 130 years ago" in answer.quotes[0].text
     assert not general_bot.ask("When does the GPL terminate my rights?").abstained  # a condition, not a date
-    from qa.answer import dates_missing, Quote
+    from qa.answer import Quote
+    from qa.question import dates_missing
 
     no_year = [Quote("It was founded by its members.", "a", "a", "", 0, 30, 1.0)]
     assert dates_missing("When was it founded?", no_year) and not dates_missing("Why was it founded?", no_year)
 
 
 def test_a_quote_without_the_year_asked_for_takes_in_the_next_sentence(seed_bot):
-    from qa.answer import Candidate, Check, make_quote
+    from qa.answer import Candidate
+    from qa.quoting import Check, make_quote
     from qa.chunking import BLANK_LINE
 
     answer = seed_bot.ask("When did the IPU encourage parliaments to use ICTs as essential tools?")
@@ -373,7 +395,9 @@ def test_a_quote_without_the_year_asked_for_takes_in_the_next_sentence(seed_bot)
 
 
 def test_the_sentence_beside_the_first_quote_joins_it_when_it_scores_nearly_as_high(general_bot):
-    from qa.answer import MAX_JOINED_QUOTE, Candidate, Scoring, introduces, select_quotes
+    from qa.answer import Candidate, Scoring
+    from qa.quoting import MAX_JOINED_QUOTE, select_quotes
+    from qa.units import introduces
     from qa.chunking import BLANK_LINE
 
     data, units = general_bot.data, general_bot.units
@@ -407,7 +431,8 @@ def test_a_key_value_line_is_quoted_with_its_record_unless_its_key_is_asked(tmp_
     """In a Debian copyright file, "Files: gzip.1 zless.1" names what a stanza is about; its
     "Copyright:" and "License:" lines hold the answer. A line whose key the question names
     ("Source:") is the answer itself."""
-    from qa.answer import Candidate, Check, _record, make_quote
+    from qa.answer import Candidate
+    from qa.quoting import Check, _record, make_quote
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -438,7 +463,9 @@ def test_a_key_value_line_is_quoted_with_its_record_unless_its_key_is_asked(tmp_
 
 def test_a_lead_in_is_quoted_with_what_it_introduces(tmp_path):
     """A sentence that ends with a colon announces the answer (here, a command); quoted alone it holds none."""
-    from qa.answer import Candidate, introduces, make_quote
+    from qa.answer import Candidate
+    from qa.quoting import make_quote
+    from qa.units import introduces
 
     lines = (DATA / "corpora" / "techdocs" / "libcurl4-doc-TheArtOfHttpScripting.md").read_text("utf-8").splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("## Multiple HTTP methods"))
@@ -474,7 +501,8 @@ def test_a_lead_in_is_quoted_with_what_it_introduces(tmp_path):
 def test_an_indented_block_in_a_quote_reads_as_its_text_not_as_escaped_code():
     """Indented four columns after a blank line, Markdown would make a code block, in which the
     escapes that keep corpus text inert would be shown as backslashes."""
-    from qa.answer import Quote, render
+    from qa.answer import Quote
+    from qa.render import render
 
     text = ("To send first a HEAD and then\n a GET:\n\n    curl -I http://example.com --next http://example.com\n"
             "      --trace-time\n\n\tIf you haven't specified an editor, set $EDITOR <b>now</b>.")
