@@ -39,7 +39,7 @@ SUDO := $(if $(filter 0,$(USER_ID)),,sudo)
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 export GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false
 
-.PHONY: run test install install-test system-packages index eval bench load clean
+.PHONY: run test install install-test system-packages index eval fit bench load clean
 
 run: install
 	$(PY) app.py
@@ -83,6 +83,15 @@ index: install
 # Every question set over its corpus (tests/data/sets/corpora.json), test and tune halves.
 eval: install
 	$(PY) -m qa eval tests/data/sets
+
+# Refit what is learned from the tune halves of every set, for each shipped model: the sentence ranker
+# (qa/ranker.json), then the decision on the ranker's answers (qa/decision.json); then the test and
+# tune figures in docs/ (docs/data). Indexes are cached as for `make eval`.
+fit: install
+	$(PY) -m pip install -q -e '.[tune]' 2>&1 | { grep -v "is ignored" || true; }
+	$(PY) bench/fit_ranker.py
+	$(PY) bench/fit_decision.py
+	$(PY) docs/generate.py --refresh-eval
 
 # Quick parts by default (warm, cold, memory; ~2 min); the corpora of ~1k-10k chunks with
 # `make bench BENCH=--scale` (~30 min on 2 cores), ~100k with BENCH="--scale --sizes 100000" (hours).

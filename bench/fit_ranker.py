@@ -7,7 +7,8 @@ item is asked (earlier turns first, with the bot's own replies as history) and i
 candidates are gathered with their features (ranking.FEATURES). A candidate is a positive when the
 quote the bot would make of it holds the answer (qa.evaluate.holds_answer: the answer's span for
 SQuAD, its words elsewhere). The ranker is a linear score fitted as a softmax over each question's
-candidates (the likelihood of its positives), with an L2 penalty; questions whose candidates hold no
+candidates (the likelihood of its positives), with an L2 penalty on its distance from the hand-set
+score it replaces (ranking.HAND); questions whose candidates hold no
 answer teach nothing and are left out. Each set's questions weigh 1/sqrt(its count) so that SQuAD's
 hundreds do not drown the profiles' dozens while still counting for more.
 
@@ -30,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PENALTIES = (0.001, 0.01, 0.1, 1.0)
+PENALTIES = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)
 
 
 def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
@@ -88,10 +89,11 @@ def _weights(rows: list[dict]) -> np.ndarray:
 
 
 def fit(rows: list[dict], penalty: float):
-    """A Ranker fitted on rows (those with a positive) with this L2 penalty on standardised features."""
+    """A Ranker fitted on rows (those with a positive), with an L2 penalty on its distance from the hand-set
+    score (ranking.HAND): with little data it stays near what was set by hand, with more it moves."""
     from scipy.optimize import minimize
 
-    from qa.ranking import FEATURES, Ranker
+    from qa.ranking import HAND, Ranker
 
     rows = [r for r in rows if r["y"].any()]
     x_all = np.concatenate([r["x"] for r in rows]).astype(np.float64)
@@ -103,22 +105,28 @@ def fit(rows: list[dict], penalty: float):
     ys = [r["y"] for r in rows]
     weights = _weights(rows)
 
-    def loss(w):
-        total, grad = 0.0, np.zeros_like(w)
+    # HAND scores raw features: on standardised ones the same score is weights x scale. The fit is
+    # a x prior + d: the hand-set direction at a fitted sharpness a, moved by d, which the penalty holds back.
+    prior = np.array(HAND.weights) * scale
+
+    def loss(params):
+        a, d = params[0], params[1:]
+        w = a * prior + d
+        total, grad_w = 0.0, np.zeros_like(w)
         for x, y, weight in zip(xs, ys, weights):
             s = x @ w
-            top = s.max()
-            p = np.exp(s - top)
-            z = p.sum()
-            zp = p[y].sum()
+            p = np.exp(s - s.max())
+            z, zp = p.sum(), p[y].sum()
             total -= weight * (np.log(zp) - np.log(z))
-            grad -= weight * ((p[y] / zp) @ x[y] - (p / z) @ x)
+            grad_w -= weight * ((p[y] / zp) @ x[y] - (p / z) @ x)
         n = len(xs)
-        return total / n + penalty * (w @ w), grad / n + 2 * penalty * w
+        grad_w /= n
+        return total / n + penalty * (d @ d), np.concatenate([[grad_w @ prior], grad_w + 2 * penalty * d])
 
-    w0 = np.zeros(len(FEATURES))
-    result = minimize(loss, w0, jac=True, method="L-BFGS-B", options={"maxiter": 500})
-    return Ranker(tuple(float(v) for v in result.x), tuple(mean.tolist()), tuple(scale.tolist()))
+    result = minimize(loss, np.concatenate([[1.0], np.zeros(len(prior))]), jac=True, method="L-BFGS-B",
+                      options={"maxiter": 1000})
+    w = result.x[0] * prior + result.x[1:]
+    return Ranker(tuple(float(v) for v in w), tuple(mean.tolist()), tuple(scale.tolist()))
 
 
 def first_right(ranker, rows: list[dict]) -> float:

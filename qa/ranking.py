@@ -45,6 +45,8 @@ FEATURES = (
     "coverage",  # share of the question's information (IDF) among the terms of the sentence and its place
     "unit_coverage",  # the same, in the sentence's own words
     "names_missing",  # share of the question's names absent from the sentence and its place
+    "bigrams",  # share of the question's pairs of adjacent terms that the sentence has too
+    "rarest",  # the IDF of the rarest question term the sentence holds, over the rarest one asked
     *(f"hint_{h}" for h in HINTS),
     "field_line",  # a "Key: value" line of its own
     "introduces",  # a lead-in ending with ":" or a title: names a topic, holds no answer
@@ -150,6 +152,7 @@ def gather(data, units, lexicon, query, lexical: np.ndarray, ranked: Sequence[tu
     x[:, col["similarity_gap"]] = similarity - similarity.max()
     x[:, col["chunk_gap"]] = x[:, col["chunk"]] - chunk_sim.max()
     information = _information(query, lexicon)
+    pairs = set(zip(query.terms, query.terms[1:]))
     by_name = {h.name: h for h in hints}
     starts = data.sentence_rows
     for i, row in enumerate(rows.tolist()):
@@ -157,6 +160,8 @@ def gather(data, units, lexicon, query, lexical: np.ndarray, ranked: Sequence[tu
         x[i, col["coverage"]] = information.share(units.context_terms(row))
         x[i, col["unit_coverage"]] = information.share(facts.terms)
         x[i, col["names_missing"]] = information.names_missing(units.context_terms(row))
+        x[i, col["bigrams"]] = len(pairs & facts.bigrams) / len(pairs) if pairs else 0.0
+        x[i, col["rarest"]] = information.rarest(facts.terms)
         for name, hint in by_name.items():
             x[i, col[f"hint_{name}"]] = float(hint.test(facts))
         x[i, col["field_line"]] = facts.field_line
@@ -191,6 +196,10 @@ class _Information:
     def share(self, present: frozenset[str] | set[str]) -> float:
         total = sum(self.idf.values())
         return sum(w for t, w in self.idf.items() if t in present) / total if total else 1.0
+
+    def rarest(self, present: frozenset[str] | set[str]) -> float:
+        top = max(self.idf.values(), default=0.0)
+        return max((w for t, w in self.idf.items() if t in present), default=0.0) / top if top else 0.0
 
     def names_missing(self, present: frozenset[str] | set[str]) -> float:
         if not self.names:

@@ -34,6 +34,7 @@ class UnitFacts:
     time: bool
     place: bool
     defines: bool
+    bigrams: frozenset[tuple[str, str]] = frozenset()  # pairs of terms next to each other
     introduces: bool = False  # a lead-in or a title (introduces): names a topic, holds no answer
     opens_paragraph: bool = False
     chars: int = 0
@@ -47,13 +48,13 @@ class UnitFacts:
         counted = [t for i in counts
                    for t in terms_of(" ".join(words[i + 1 : i + 1 + COUNT_WINDOW]))]
         return cls(
-            frozenset(terms_of(text)), frozenset(terms_of(text[:80])),
+            frozenset(terms := terms_of(text)), frozenset(terms_of(text[:80])),
             frozenset(terms_of(key.group(1))) if key else frozenset(), bool(key) and "\n" not in text.strip(),
             frozenset(counted),
             bool(counts), bool(english.FREQUENCY.search(text)), bool(english.TIME.search(text)),
             bool(english.PLACE.search(text)),
             bool(english.DEFINES.search(text)),
-            introduces, opens_paragraph, len(text),
+            frozenset(zip(terms, terms[1:])), introduces, opens_paragraph, len(text),
         )
 
 
