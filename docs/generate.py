@@ -12,6 +12,8 @@ which function of BLOCKS writes it. Figures are never typed into docs/ by hand: 
   test|tune --json`, i.e. {set: {"overall": metrics, "by_kind": {kind: metrics}, "misses": [...]}},
   plus an optional "_meta" (model, commit, date, source) that --refresh-eval adds;
 - qa/decision.json: the fitted decision and the figures it was fitted on (bench/fit_decision.py);
+- qa/ranker.json: the fitted sentence ranker and its leave-one-set-out figures (bench/fit_ranker.py);
+- docs/data/rules.json: what each hand rule of quoting gains on tune (bench/ablate_rules.py);
 - bench/results.json: `make bench` (bench/run.py), rendered with bench/report.py's own functions;
 - docs/data/bench-unsaved.json: what bench/models.py, bench/api_load.py and bench/load.py print but
   do not save yet; a key of bench/results.json of the same name is read first.
@@ -40,18 +42,22 @@ ROUTES = re.compile(r"<!-- routes -->\n(.*?)<!-- /routes -->", re.S)
 
 # Known metrics, in the order a reader wants them; keys not listed here follow, as they come.
 PREFERRED = (
-    "items", "hit@1", "hit@3", "doc@1", "span@1", "span_hit", "answered", "declined", "uncertain",
-    "offtopic_declined", "unanswerable_caught", "verbatim", "median_fact_quote_chars",
-    "median_first_quote_chars", "median_latency_ms",
+    "items", "hit@1", "median_first_quote_chars", "hit@3", "doc@1", "answered", "uncertain", "declined",
+    "answered_right", "uncertain_right", "offtopic_declined", "unanswerable_declined", "unanswerable_caught",
+    "verbatim", "median_fact_quote_chars", "median_latency_ms",
 )
 LABELS = {
     "offtopic_declined": "off-topic declined", "unanswerable_caught": "unanswerable caught",
+    "unanswerable_declined": "unanswerable declined", "answered_right": "answered, right",
+    "uncertain_right": "uncertain, right",
     "median_fact_quote_chars": "median fact quote (chars)", "median_first_quote_chars": "median first quote (chars)",
     "median_latency_ms": "median latency (ms)", "span_hit": "span hit",
 }
 # Shares whose denominator is the items of one kind, so that kinds can be pooled across sets by item count.
-POOLABLE = ("hit@1", "hit@3", "declined", "uncertain", "offtopic_declined", "unanswerable_caught")
-README_EVAL = ("items", "hit@1", "hit@3", "doc@1", "unanswerable_caught")
+POOLABLE = ("hit@1", "hit@3", "answered", "declined", "uncertain", "offtopic_declined", "unanswerable_declined",
+            "unanswerable_caught")
+README_EVAL = ("items", "hit@1", "median_first_quote_chars", "doc@1", "answered", "answered_right",
+               "unanswerable_declined", "unanswerable_caught")
 KIND_ORDER = ("fact", "paraphrase", "noisy", "broad", "followup", "offtopic", "unanswerable")
 
 
@@ -217,6 +223,41 @@ def decision() -> list[str]:
     return out + ["", sub("From `qa/decision.json` (`bench/fit_decision.py`).")]
 
 
+def ranker() -> list[str]:
+    models = read_json(ROOT / "qa" / "ranker.json").get("models", {})
+    if not models:
+        return ["No data: qa/ranker.json holds no fitted model (`python bench/fit_ranker.py`)."]
+    out = []
+    for name, m in models.items():
+        held, hand = m["leave_one_set_out"]["first_candidate_right"], m["leave_one_set_out"]["hand_set_score"]
+        rows = [[s, f"{hand[s]:.0%}", f"{held[s]:.0%}"] for s in held]
+        mean = lambda d: sum(d.values()) / len(d)
+        rows.append(["mean", f"{mean(hand):.1%}", f"{mean(held):.1%}"])
+        out += [f"**{name}**: fitted on {m['fitted_on']['questions']:,} answerable tune questions of "
+                f"{len(m['fitted_on']['sets'])} sets ({m['fitted_on']['with_answer_in_candidates']:,} with the answer "
+                f"among the candidates), penalty {m['fitted_on']['penalty']:g}. First candidate right, each set "
+                "ranked by the ranker fitted on the other sets:", ""]
+        out += table(["set (held out)", "hand-set score", "fitted ranker"], rows) + [""]
+        weights = m["ranker"]["weights"]
+        out += ["<details><summary>Its weights (per standard deviation; per unit for yes/no features)</summary>", ""]
+        out += table(["feature", "weight"], [[f"`{f}`", f"{w:+.2f}"] for f, w in zip(m["ranker"]["features"], weights)])
+        out += ["", "</details>", ""]
+    return out + [sub("From `qa/ranker.json` (`bench/fit_ranker.py`).")]
+
+
+def rules() -> list[str]:
+    data = read_json(DATA / "rules.json")
+    if not data:
+        return ["No data: run `python bench/ablate_rules.py --json docs/data/rules.json`."]
+    rows = [[f"`{name}`", str(sum(r["gained"].values())), str(sum(r["lost"].values())), f"{r['net']:+d}",
+             ", ".join(r["sets"]) or "–", f"{r['median_first_quote_chars']:g}", "kept" if r["keep"] else "dropped"]
+            for name, r in data["rules"].items()]
+    out = table(["rule (off)", "items it gains", "items it loses", "net", "sets it gains on",
+                 "median first quote without it", "verdict"], rows)
+    return out + ["", sub(f"From `docs/data/rules.json` (`bench/ablate_rules.py`, {Path(data['model']).name}, "
+                          f"{data['split']} halves, decision off).")]
+
+
 def readme_eval() -> list[str]:
     data = eval_data("test")
     if not sets(data):
@@ -328,6 +369,8 @@ BLOCKS: dict[str, Callable[[], list[str]]] = {
     "decision": decision, "readme-eval": readme_eval, "readme-speed": readme_speed, "perf-models": perf_models,
     "perf-quick": perf_quick, "perf-scale": perf_scale, "perf-api": perf_api, "perf-load": perf_load,
     "routes": routes,
+    "ranker": ranker,
+    "rules": rules,
 }
 
 
