@@ -161,14 +161,13 @@ class Bot:
         For a follow-up, "best" is also measured against the earlier question alone: "And the address?"
         is near the documents when the thread is, though its own few words are near nothing.
         """
-        query = asked.text
         best = max(c.similarity for c in candidates[:3])
         if asked.context_vector is not None:
             rows = [c.row for c in candidates[:3]]
             best = max(best, float(self.data.similarity(rows, asked.context_vector).max()))
         lexicon = self.sentence_lexicon
         first = candidates[0]
-        overlap = self._overlap(query, first.row)
+        overlap = self._overlap(asked, first.row)
         terms, present, total, names = overlap
         share = lambda found: sum(map(found, names)) / len(names) if names else 0.0
         # the runner-up is the best *other* passage: a unit overlapping the first (the same sentence quoted
@@ -183,10 +182,10 @@ class Bot:
             "best": best,
             "score": first.score,
             "margin": first.score - rival.score if rival else first.score,
-            "support": self.support(query, candidates, overlap=overlap),
+            "support": self.support(asked, candidates, overlap),
             "coverage": sum(lexicon.idf(t) for t in terms if t in present) / total if total else 1.0,
             "names_unquoted": share(lambda ts: any(t not in present for t in ts)),
-            "no_date": float(dates_missing(query, quotes)),
+            "no_date": float(dates_missing(asked.text, quotes)),
         }
 
     def query(self, turn: Resolved, text: str, terms: list[str]) -> Query:
@@ -227,29 +226,25 @@ class Bot:
         return [Candidate(int(found.rows[i]), int(found.chunks[i]), score, float(found.similarity[i]))
                 for i, score in rank(found, self.ranker)], hints, found
 
-    def _overlap(self, query: str, row: int) -> _Overlap:
+    def _overlap(self, asked: Query, row: int) -> _Overlap:
         """What of the question sentence unit row holds: see _Overlap."""
-        lexicon = self.sentence_lexicon
-        frame = set(lexicon.terms(asked_kind(query)))
-        terms = [t for t in dict.fromkeys(lexicon.terms(query)) if t not in frame]
-        names = [ts for w in looks_like_names(query) if (ts := lexicon.terms(w))]
-        return _Overlap(terms, set(lexicon.terms(self.units.context(row))), sum(map(lexicon.idf, terms)), names)
+        terms = list(asked.information)
+        return _Overlap(terms, self.units.context_terms(row), sum(map(self.sentence_lexicon.idf, terms)),
+                        [list(ts) for ts in asked.names])
 
-    def support(self, query: str, candidates: list[Candidate], overlap: _Overlap | None = None) -> float:
+    def support(self, asked: Query, candidates: list[Candidate], overlap: _Overlap) -> float:
         """How well the top sentence supports an answer to query, from 0 to 1.
 
         The similarity of the best sentence, discounted by the share of the question's information
         (IDF-weighted terms) that the top sentence lacks, unless those missing words mean what the
         sentence says anyway ("free speech" ~ "freedom of expression"); a missing name ("on a
         Raspberry Pi", "in 2019") is never excused that way. Words that only name the kind of answer
-        ("what year", "where is it based") are not required.
-        overlap: `_overlap` of the query and the first candidate, when the caller has it.
+        ("what year", "where is it based") are not required. overlap: `_overlap` of the question and the
+        first candidate.
         """
-        if not candidates:
-            return 0.0
         best = max(c.similarity for c in candidates[:3])
         lexicon = self.sentence_lexicon
-        terms, present, total, name_terms = overlap or self._overlap(query, candidates[0].row)
+        terms, present, total, name_terms = overlap
         missing = [t for t in terms if t not in present]
         if not missing or not total:
             return best
@@ -261,7 +256,7 @@ class Bot:
         support = best * (1 - share_names - share_words)
         if not unnamed:
             return support
-        words = " ".join(w for w in _WORDS.findall(query) if (t := lexicon.terms(w)) and t[0] in unnamed)
+        words = " ".join(w for w in _WORDS.findall(asked.text) if (t := lexicon.terms(w)) and t[0] in unnamed)
         coverage = max(0.0, float(self.data.similarity(candidates[0].row, self.encode(words))))
         return best * (1 - share_names - share_words * (1 - coverage))
 
@@ -279,7 +274,7 @@ class _Overlap(NamedTuple):
     """The question against one sentence unit, as the decision's signals and Bot.support read it."""
 
     terms: list[str]  # the question's terms, less those that only frame it ("what year", "where is it based")
-    present: set[str]  # the terms of the unit as the lexicon saw it (with its title and section)
+    present: frozenset[str]  # the terms of the unit as the lexicon saw it (with its title and section)
     total: float  # the IDF of terms, summed: the question's information
     names: list[list[str]]  # the terms of each of the question's names ("Raspberry Pi", "2019")
 

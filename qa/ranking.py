@@ -56,6 +56,9 @@ FEATURES = (
 )
 
 
+_COLUMN = {name: i for i, name in enumerate(FEATURES)}
+
+
 @dataclass(frozen=True, slots=True)
 class Ranker:
     """A linear score over standardised FEATURES."""
@@ -144,7 +147,7 @@ def gather(data, units, lexicon, query, lexical: np.ndarray, ranked: Sequence[tu
     lex = lexical[rows]
     top = float(lex.max())
     x = np.zeros((len(rows), len(FEATURES)), np.float32)
-    col = {name: i for i, name in enumerate(FEATURES)}
+    col = _COLUMN
     x[:, col["similarity"]], x[:, col["placed"]], x[:, col["plain"]] = similarity, placed, plain
     x[:, col["chunk"]] = chunk_sim[of_chunk]
     x[:, col["chunk_rank"]] = 1.0 / (1.0 + of_chunk)
