@@ -48,19 +48,22 @@ SESSIONS = 1000
 def load_or_build(index_dir: str | Path = "index", corpus_dir: str | Path | None = None) -> "Bot":
     """Load the index; build it first when it is missing, stale or damaged (and log that).
 
-    corpus_dir defaults to the folder the index was built from, else `corpus`.
+    corpus_dir defaults to the folder the index was built from, else `corpus`. The pages freed while
+    loading go back to the system (release_memory).
     """
     from . import build_index, load
 
     try:
-        return load(index_dir, corpus_dir=corpus_dir)
+        bot = load(index_dir, corpus_dir=corpus_dir)
     except (IndexNotFoundError, StaleIndexError, IndexCorruptError) as e:
         source = Path(corpus_dir) if corpus_dir is not None else _recorded_corpus(index_dir)
         why = str(e).split(" — run:")[0]
         logger.warning("%s; building the index from %s/ …", why, source)
         report = build_index(corpus_dir=source, index_dir=index_dir)
         logger.info("built %s/: %s", index_dir, report.summary())
-        return load(index_dir, corpus_dir=source)
+        bot = load(index_dir, corpus_dir=source)
+    release_memory()
+    return bot
 
 
 def _recorded_corpus(index_dir: str | Path) -> Path:
