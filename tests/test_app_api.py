@@ -154,6 +154,7 @@ def test_history_from_api_callers_is_capped_to_the_last_20_turns_of_4000_charact
 def test_the_ui_session_keeps_the_last_20_turns_and_shows_a_long_question_cut(seed_bot):
     """The UI's own event handler, as Gradio calls it (a coroutine awaiting the engine)."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from qa import ui
     from qa.engine import Engine
@@ -162,8 +163,9 @@ def test_the_ui_session_keeps_the_last_20_turns_and_shows_a_long_question_cut(se
     demo = ui.build_demo(engine)
     [handler] = [f.fn for f in demo.fns.values() if f.name == "respond"]
 
-    def respond(message, session):
-        return asyncio.run(handler(message, session))
+    def respond(message, session):  # in a thread of its own: Playwright's sync API may hold this one's loop
+        with ThreadPoolExecutor(1) as thread:
+            return thread.submit(asyncio.run, handler(message, session)).result()
 
     questions = [f"How many member parliaments does the IPU have? ({i})" for i in range(25)]
     session = None
