@@ -1,6 +1,7 @@
 """The chat UI and the JSON API: `python app.py [--host H] [--port P] [--index DIR] [--corpus DIR] [--workers N]`.
 
-Builds the index first if it is missing or stale, then serves on http://127.0.0.1:7860.
+Builds the index first if it is missing or stale, then serves on http://127.0.0.1:7860, answering in one
+worker process per core (qa.engine; docs/SERVING.md).
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def serve(args: argparse.Namespace) -> int:
     if workers < 0:
         print(f"error: --workers {workers}: give 0 (answer in this process) or more processes", file=sys.stderr)
         return 1
+    try:  # a port that is taken or a host that is not ours is said at once, before any worker loads
+        server.bindable_port(args.host, args.port)
+    except OSError as e:
+        print(f"error: cannot serve on {args.host}:{args.port}: {e} — {_fix(e)}", file=sys.stderr)
+        return 1
     # Importing gradio (~2 s) and loading the index (~0.4 s, much of it in onnxruntime and faiss,
     # which release the GIL) overlap: the first HTTP 200 comes that much sooner.
     importer = threading.Thread(target=server.import_gradio, daemon=True)
@@ -73,7 +79,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         demo = ui.build_demo(answers)
         logging.getLogger("qa.app").info("serving %s/ with %s", args.index,
-                                         f"{workers} worker processes" if workers else "this process's threads")
+                                         f"{workers} worker process{'es' if workers > 1 else ''}" if workers else "this process's threads")
         server.launch(demo, host=args.host, port=args.port, api=api.build_api(answers),
                       jobs=server.concurrency(workers), css=ui.CSS)
     except OSError as e:  # the port is taken, or the host is not an address of this machine
