@@ -14,7 +14,8 @@ average, p95 against the queueing floor (clients x the in-process ask / cores: t
 nothing but answer), and memory: RSS and PSS (proportional share of pages shared between processes, from
 /proc/<pid>/smaps_rollup) of the app, of each worker and in total. With --baseline (a checkout of an
 older commit, e.g. `git archive <commit> | tar -x -C DIR`), that checkout's app.py runs too, each
---workers value right after this one's, on the same index: before and after in the same conditions.
+--workers value next to this one's (the order alternating), on the same index: before and after in the
+same conditions (`--workers 2 2` gives each order once).
 Without --index it builds corpus/ into a temporary folder first.
 """
 
@@ -209,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
           "| req/s × ask | CPU ms per request: server / bot.ask / client | load avg (1 min) "
           "| memory MB, RSS / PSS: each process; total |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
-    for n in workers:
-        for label, app in apps:
+    for i, n in enumerate(workers):
+        for label, app in (apps if i % 2 == 0 else apps[::-1]):  # alternate who goes first: no order effect
             ask_ms = ask_median_ms(index, qs)  # the engine's own speed in the same minute as the load
             ask_cpu = ask_cpu_ms(index, qs)
             r = run(app, index, n, args, bodies)

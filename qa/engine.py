@@ -65,7 +65,7 @@ def _start_worker(index_dir: str, log_level: int | None) -> None:
 
     _worker_bot = Reloader(load(index_dir, check_stale=False), index_dir)
     release_memory()
-    logger.info("worker %d loaded %s/", os.getpid(), index_dir)
+    logger.info("loaded %s/", index_dir)  # the format names the worker
 
 
 def _exit_with_parent() -> None:
