@@ -11,7 +11,7 @@ Starts the real app (`python app.py --index I --port P [--workers N]`) and drive
   overload  --overload callers at once, more than the bounded queue holds (qa.server.QUEUE_SIZE):
             the excess must get a clear "queue is full" error (QueueError / HTTP 503), nothing
             else may fail, the server must stay up and answer a canary question right after.
-  memory    the server's RSS (/proc/<pid>/status) after warm-up and after --requests more /chat
+  memory    the RSS of the app and its workers (/proc/<pid>/smaps_rollup) after warm-up and after --requests more /chat
             requests (Gradio's REST API, --workers threads, each call its own session), replies
             again compared with bot.ask; growth must stay within --max-growth MB.
 
@@ -360,7 +360,7 @@ would send; latency is from the call to its reply, queueing included.
 | {memory['requests']:,} in {memory['seconds']:.0f} s ({memory['workers']} threads) | {memory['rss_warm_mb']:.0f} MB \
 | {memory['rss_after_mb']:.0f} MB | {memory['growth_mb']:+.1f} MB | {memory['peak_mb']:.0f} MB |
 
-RSS of the server process from `/proc/<pid>/status`, first after {memory['warmup']:,} requests (enough to fill \
+RSS of the app and its worker processes, summed (`/proc/<pid>/smaps_rollup`), first after {memory['warmup']:,} requests (enough to fill \
 Gradio's store of sessions, which `qa.server` caps), then after {memory['requests']:,} more. These requests use Gradio's REST API \
 (`/gradio_api/call/chat`, each call a session of its own), since gradio_client spends more CPU per call \
 than the server on this 2-core machine; {len(memory['errors'])} errors, \
