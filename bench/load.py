@@ -11,8 +11,9 @@ Starts the real app (`python app.py --index I --port P [--workers N]`) and drive
   overload  --overload callers at once, more than the bounded queue holds (qa.server.QUEUE_SIZE):
             the excess must get a clear "queue is full" error (QueueError / HTTP 503), nothing
             else may fail, the server must stay up and answer a canary question right after.
-  memory    the RSS of the app and its workers (/proc/<pid>/smaps_rollup) after warm-up and after --requests more /chat
-            requests (Gradio's REST API, --workers threads, each call its own session), replies
+  memory    the RSS of the app and its workers (/proc/<pid>/smaps_rollup) after warm-up and after
+            --requests more /chat requests (Gradio's REST API, --workers threads, each call its own
+            session), replies
             again compared with bot.ask; growth must stay within --max-growth MB.
 
 Prints the figures and writes them to bench/load_results.md (--no-write: print only). Exits 1 if a
