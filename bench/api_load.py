@@ -1,4 +1,5 @@
-"""Throughput of the JSON API: `python bench/api_load.py [--workers 0 1 2] [--clients 50] [--questions 20]`.
+"""Throughput of the JSON API: `python bench/api_load.py [--workers 0 2] [--clients 50] [--questions 20]
+[--baseline DIR]`.
 
 For each --workers value, starts the real app (`python app.py --workers N`) and drives POST /api/ask
 with --clients concurrent clients on this same machine, each sending exactly --questions dev questions
@@ -9,9 +10,13 @@ reply read: queueing included), errors (non-200, bad JSON, dropped connections),
 in-process `bot.ask` median of the same minute (1.0 = one process answering back to back), CPU time per
 request of the server (app and workers), of `bot.ask` in process and of this client (CPU time moves far
 less than latency with other work on the machine, so it shows where a request's cost goes), the load
-average, and memory: RSS and PSS (proportional share of pages shared between processes, from
-/proc/<pid>/smaps_rollup) of the app and of each worker. Without --index it builds corpus/ into a
-temporary folder first.
+average, p95 against the queueing floor (clients x the in-process ask / cores: the p95 if the cores did
+nothing but answer), and memory: RSS and PSS (proportional share of pages shared between processes, from
+/proc/<pid>/smaps_rollup) of the app, of each worker and in total. With --baseline (a checkout of an
+older commit, e.g. `git archive <commit> | tar -x -C DIR`), that checkout's app.py runs too, each
+--workers value next to this one's (the order alternating), on the same index: before and after in the
+same conditions (`--workers 2 2` gives each order once).
+Without --index it builds corpus/ into a temporary folder first.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from measure import ROOT, child_env, cpu_seconds, machine, percentile, set_env
+from measure import ROOT, app_processes, child_env, cpu_seconds, machine, memory_line, percentile, \
+    queueing_floor_ms, set_env
 
 DEV_SET = ROOT / "tests" / "data" / "dev.jsonl"
 
@@ -54,16 +60,6 @@ def ask_median_ms(index: Path, qs: list[str]) -> float:
     return statistics.median(times) * 1000
 
 
-def memory(pid: int) -> dict[str, float]:
-    """RSS and PSS of a process, MB."""
-    out = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("Rss", "Pss"):
-            out[key] = int(value.split()[0]) / 1024
-    return out
-
-
 def ask_cpu_ms(index: Path, qs: list[str]) -> float:
     """CPU time of one bot.ask in process (all threads), mean over the dev questions: unlike its wall
     time, this barely moves with the other work on the machine."""
@@ -77,11 +73,6 @@ def ask_cpu_ms(index: Path, qs: list[str]) -> float:
         for q in qs:
             bot.ask(q)
     return (time.process_time() - start) / (5 * len(qs)) * 1000
-
-
-def children(pid: int) -> list[int]:
-    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(k) for k in kids]
 
 
 # ---- the load generator ------------------------------------------------------------------------------
@@ -150,18 +141,19 @@ async def drive(port: int, clients: int, per_client: int, bodies: list[bytes], t
 # ---- one configuration -------------------------------------------------------------------------------
 
 
-def run(index: Path, workers: int, args, bodies: list[bytes]) -> dict:
+def run(app: Path, index: Path, workers: int, args, bodies: list[bytes]) -> dict:
     port = args.port
     log = open(Path(tempfile.gettempdir()) / f"api_load-{port}.log", "wb")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--index", str(index), "--port", str(port),
-                             "--workers", str(workers)], cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, str(app), "--index", str(index), "--port", str(port),
+                             "--workers", str(workers)], cwd=app.parent, env=child_env(), stdout=log,
+                            stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while True:  # up, and every worker loaded (a worker's first answer waits for its index)
             try:
                 with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/api/ask",
                                                                    data=bodies[0]), timeout=60) as r:
-                    if r.status == 200 and len(children(proc.pid)) >= workers:
+                    if r.status == 200 and sum(p["role"] == "worker" for p in app_processes(proc.pid)) >= workers:
                         break
             except OSError:
                 pass
@@ -170,14 +162,13 @@ def run(index: Path, workers: int, args, bodies: list[bytes]) -> dict:
             time.sleep(0.5)
         asyncio.run(drive(port, args.clients, 2, bodies))  # warm every worker and connection path
         load = [round(x, 2) for x in os.getloadavg()]
-        pids = [p for p in children(proc.pid) if "python" in Path(f"/proc/{p}/cmdline").read_text()]
+        pids = [p["pid"] for p in app_processes(proc.pid) if p["role"] == "worker"]
         server_cpu, client_cpu = cpu_seconds(proc.pid, *pids), time.process_time()
         result = asyncio.run(drive(port, args.clients, args.questions, bodies))
         result["server_cpu_ms"] = (cpu_seconds(proc.pid, *pids) - server_cpu) / result["requests"] * 1000
         result["client_cpu_ms"] = (time.process_time() - client_cpu) / result["requests"] * 1000
         result["load_avg"] = load
-        result["app"] = memory(proc.pid)
-        result["workers_mem"] = [memory(p) for p in pids if Path(f"/proc/{p}/smaps_rollup").exists()]
+        result["processes"] = app_processes(proc.pid)
         return result
     finally:
         proc.terminate()
@@ -188,12 +179,16 @@ def run(index: Path, workers: int, args, bodies: list[bytes]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", type=Path)
-    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--workers", type=int, nargs="+", default=None,
+                   help="app.py --workers values (default: 0 and one per core)")
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--questions", type=int, default=20, help="questions per client (default: 20)")
     p.add_argument("--port", type=int, default=7871)
+    p.add_argument("--baseline", type=Path, help="a checkout of an older commit whose app.py runs too")
     args = p.parse_args(argv)
     set_env()
+    cores = os.cpu_count() or 1
+    workers = args.workers if args.workers is not None else [0, cores]
     tmp = None
     index = args.index
     if index is None:
@@ -205,23 +200,28 @@ def main(argv: list[str] | None = None) -> int:
     qs = questions()
     bodies = [json.dumps({"question": q}).encode() for q in qs]
     info = machine()
+    apps = [("this checkout", ROOT / "app.py")]
+    if args.baseline is not None:
+        apps.insert(0, (f"baseline {args.baseline.name}", args.baseline / "app.py"))
     print(f"{info['date']}, {info['cpu']} ({info['cores']} cores), Python {info['python']}, commit {info['commit']}")
-    print(f"{args.clients} clients × {args.questions} questions through POST /api/ask\n")
-    print("| workers | requests | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | bot.ask ms | req/s × ask "
-          "| CPU ms per request: server / bot.ask / client | load avg (1 min) | app RSS / PSS MB "
-          "| each worker RSS / PSS MB |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|")
-    for n in args.workers:
-        ask_ms = ask_median_ms(index, qs)  # the engine's own speed in the same minute as the load
-        ask_cpu = ask_cpu_ms(index, qs)
-        r = run(index, n, args, bodies)
-        each = ", ".join(f"{m['Rss']:.0f} / {m['Pss']:.0f}" for m in r["workers_mem"]) or "-"
-        print(f"| {n} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.0f} | {r['p95']:.0f} | {r['p99']:.0f} | "
-              f"{r['max']:.0f} | {r['errors']} | {ask_ms:.1f} | {r['rps'] * ask_ms / 1000:.2f} | "
-              f"{r['server_cpu_ms']:.1f} / {ask_cpu:.1f} / {r['client_cpu_ms']:.1f} | {r['load_avg'][0]} | "
-              f"{r['app']['Rss']:.0f} / {r['app']['Pss']:.0f} | {each} |", flush=True)
-        for kind in r["error_kinds"]:
-            print(f"  error: {kind}")
+    print(f"{args.clients} clients × {args.questions} questions through POST /api/ask; queueing floor = "
+          f"{args.clients} × bot.ask ÷ {cores} cores\n")
+    print("| app | workers | requests | req/s | p50 ms | p95 ms | floor ms | p95 ÷ floor | errors | bot.ask ms "
+          "| req/s × ask | CPU ms per request: server / bot.ask / client | load avg (1 min) "
+          "| memory MB, RSS / PSS: each process; total |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
+    for i, n in enumerate(workers):
+        for label, app in (apps if i % 2 == 0 else apps[::-1]):  # alternate who goes first: no order effect
+            ask_ms = ask_median_ms(index, qs)  # the engine's own speed in the same minute as the load
+            ask_cpu = ask_cpu_ms(index, qs)
+            r = run(app, index, n, args, bodies)
+            floor = queueing_floor_ms(args.clients, ask_ms, cores)
+            print(f"| {label} | {n} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.0f} | {r['p95']:.0f} | "
+                  f"{floor:.0f} | {r['p95'] / floor:.2f} | {r['errors']} | {ask_ms:.1f} | "
+                  f"{r['rps'] * ask_ms / 1000:.2f} | {r['server_cpu_ms']:.1f} / {ask_cpu:.1f} / {r['client_cpu_ms']:.1f} "
+                  f"| {r['load_avg'][0]} | {memory_line(r['processes'])} |", flush=True)
+            for kind in r["error_kinds"]:
+                print(f"  error: {kind}")
     if tmp is not None:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -1,26 +1,33 @@
-"""Load on the running app: `python bench/load.py [--sessions 50] [--turns 10] [--requests 5000]`.
+"""Load on the running app: `python bench/load.py [--sessions 50] [--turns 10] [--requests 5000]
+[--app-workers N] [--parts load overload memory] [--app PATH]`.
 
-Starts the real app (`python app.py --index I --port P`) and drives it with gradio_client:
+Starts the real app (`python app.py --index I --port P [--workers N]`) and drives it with gradio_client:
 
   load      --sessions concurrent sessions, each asking --turns questions through /chat, follow-ups
-            sent with the history as the chat keeps it; latency p50/p95, and every reply compared
-            with bot.ask in this process given the same history (they must be identical).
-  overload  --overload callers at once, more than the bounded queue holds (qa.ui.QUEUE_SIZE):
+            sent with the history as the chat keeps it; latency p50/p95, p95 against the queueing
+            floor (sessions x the in-process bot.ask median of the same minute / cores), every reply
+            compared with bot.ask in this process given the same history (they must be identical), and
+            the memory of each of the app's processes (RSS / PSS) after the load.
+  overload  --overload callers at once, more than the bounded queue holds (qa.server.QUEUE_SIZE):
             the excess must get a clear "queue is full" error (QueueError / HTTP 503), nothing
             else may fail, the server must stay up and answer a canary question right after.
-  memory    the server's RSS (/proc/<pid>/status) after warm-up and after --requests more /chat
-            requests (Gradio's REST API, --workers threads, each call its own session), replies
+  memory    the RSS of the app and its workers (/proc/<pid>/smaps_rollup) after warm-up and after
+            --requests more /chat requests (Gradio's REST API, --workers threads, each call its own
+            session), replies
             again compared with bot.ask; growth must stay within --max-growth MB.
 
 Prints the figures and writes them to bench/load_results.md (--no-write: print only). Exits 1 if a
 check fails. Without --index it builds the seed corpus into a temporary folder first. The default
-run takes a few minutes on a 2-core machine.
+run takes a few minutes on a 2-core machine. --app runs another checkout's app.py (e.g. an older
+commit unpacked with `git archive <commit> | tar -x -C DIR`) for a before/after in the same conditions.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import shutil
 import subprocess
 import sys
@@ -32,7 +39,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from measure import ROOT, child_env, cpu_seconds, machine, percentile, proc_status, set_env
+from measure import ROOT, app_processes, child_env, cpu_seconds, machine, memory_line, percentile, proc_status, \
+    queueing_floor_ms, set_env
 
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "load_results.md"
@@ -55,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=4, help="memory: client threads (default: 4)")
     p.add_argument("--max-growth", type=float, default=50.0, help="memory: allowed RSS growth in MB (default: 50)")
     p.add_argument("--port", type=int, default=0, help="port for the app (default: a free one)")
+    p.add_argument("--app-workers", type=int, default=None,
+                   help="the app's --workers (default: the app's own default, one per core)")
+    p.add_argument("--parts", nargs="+", choices=["load", "overload", "memory"], default=["load", "overload", "memory"],
+                   help="which parts to run (default: all; the report and its checks need all three)")
+    p.add_argument("--app", type=Path, default=ROOT / "app.py", help="the app.py to run (default: this checkout's)")
     p.add_argument("--no-write", action="store_true", help=f"print only; leave {RESULTS_MD.name} alone")
     return p
 
@@ -118,9 +131,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(index: Path, port: int, log: Path) -> subprocess.Popen:
+def start_app(index: Path, port: int, log: Path, app: Path = ROOT / "app.py", workers: int | None = None) -> subprocess.Popen:
+    extra = ["--workers", str(workers)] if workers is not None else []
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--index", str(index), "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, str(app), "--index", str(index), "--port", str(port), *extra],
                                 cwd=log.parent, env=child_env(PYTHONUNBUFFERED="1"), stdout=out,
                                 stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
@@ -175,14 +189,15 @@ def run_load(url: str, pid: int, expected: Expected, sessions: int, turns: int) 
                         mismatches.append(question)
                 history = history + [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
 
-    began, server_cpu, client_cpu = time.perf_counter(), cpu_seconds(pid), time.process_time()
+    pids = [pid] + [p["pid"] for p in app_processes(pid) if p["role"] == "worker"]
+    began, server_cpu, client_cpu = time.perf_counter(), cpu_seconds(*pids), time.process_time()
     threads = [threading.Thread(target=session, args=(n,)) for n in range(sessions)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - began
-    server_cpu, client_cpu = cpu_seconds(pid) - server_cpu, time.process_time() - client_cpu
+    server_cpu, client_cpu = cpu_seconds(*pids) - server_cpu, time.process_time() - client_cpu
     for c in clients:
         c.close()
     return {
@@ -192,6 +207,7 @@ def run_load(url: str, pid: int, expected: Expected, sessions: int, turns: int) 
         "max_ms": max(latencies) * 1000 if latencies else float("nan"),
         "per_second": len(latencies) / wall if wall else float("nan"),
         "server_cpu_ms": server_cpu / (sessions * turns) * 1000, "client_cpu_ms": client_cpu / (sessions * turns) * 1000,
+        "load_avg": round(os.getloadavg()[0], 2), "processes": app_processes(pid),
     }
 
 
@@ -275,13 +291,16 @@ def run_memory(url: str, pid: int, expected: Expected, requests: int, workers: i
             list(pool.map(work, share, [w * 7 for w in range(workers)]))
         return time.perf_counter() - began
 
+    def total_rss() -> float:  # the app and its workers
+        return sum(p["rss"] for p in app_processes(pid))
+
     burst(warmup)  # caches, allocator pools, the queue's structures, a full session store
-    before = proc_status(pid)
+    before = total_rss()
     seconds = burst(requests)
-    after = proc_status(pid)
+    after = total_rss()
     return {"requests": requests, "warmup": warmup, "workers": workers, "seconds": seconds, "errors": errors,
-            "mismatches": mismatches, "rss_warm_mb": before["VmRSS"], "rss_after_mb": after["VmRSS"],
-            "growth_mb": after["VmRSS"] - before["VmRSS"], "peak_mb": after["VmHWM"]}
+            "mismatches": mismatches, "rss_warm_mb": before, "rss_after_mb": after,
+            "growth_mb": after - before, "peak_mb": proc_status(pid)["VmHWM"]}
 
 
 # ---- report ---------------------------------------------------------------------------------------
@@ -314,11 +333,16 @@ shared with other jobs, so latencies move between runs; the checks do not depend
 
 ### Concurrent sessions
 
-| sessions × questions | answered | errors | replies ≠ bot.ask | p50 | p95 | max | throughput | CPU per request: server / clients |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|
+| sessions × questions | answered | errors | replies ≠ bot.ask | p50 | p95 | p95 ÷ floor | max | throughput | req/s × ask | CPU per request: server / clients |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 | {load['sessions']} × {load['turns']} | {load['answered']} | {len(load['errors'])} | {len(load['mismatches'])} \
-| {load['p50_ms']:.0f} ms | {load['p95_ms']:.0f} ms | {load['max_ms']:.0f} ms | {load['per_second']:.1f} req/s \
+| {load['p50_ms']:.0f} ms | {load['p95_ms']:.0f} ms | {load['p95_ms'] / load['floor_ms']:.2f} | {load['max_ms']:.0f} ms \
+| {load['per_second']:.1f} req/s | {load['per_second'] * load['ask_ms'] / 1000:.2f} \
 | {load['server_cpu_ms']:.1f} / {load['client_cpu_ms']:.1f} ms |
+
+The queueing floor is {load['sessions']} sessions × one in-process `bot.ask` ({load['ask_ms']:.1f} ms, median of the \
+same minute) ÷ {info['cores']} cores = {load['floor_ms']:.0f} ms. Memory after the load (RSS / PSS): \
+{memory_line(load['processes'])}.
 
 Each session asks conversations from `tests/data/dev.jsonl` in order, follow-ups with the history the chat \
 would send; latency is from the call to its reply, queueing included.
@@ -332,13 +356,13 @@ would send; latency is from the call to its reply, queueing included.
 
 ### Memory
 
-| requests | RSS after warm-up | RSS after | growth | peak RSS |
+| requests | RSS after warm-up (app + workers) | RSS after | growth | app's peak RSS |
 |---:|---:|---:|---:|---:|
 | {memory['requests']:,} in {memory['seconds']:.0f} s ({memory['workers']} threads) | {memory['rss_warm_mb']:.0f} MB \
 | {memory['rss_after_mb']:.0f} MB | {memory['growth_mb']:+.1f} MB | {memory['peak_mb']:.0f} MB |
 
-RSS of the server process from `/proc/<pid>/status`, first after {memory['warmup']:,} requests (enough to fill \
-Gradio's store of sessions, which `qa.ui` caps), then after {memory['requests']:,} more. These requests use Gradio's REST API \
+RSS of the app and its worker processes, summed (`/proc/<pid>/smaps_rollup`), first after {memory['warmup']:,} requests (enough to fill \
+Gradio's store of sessions, which `qa.server` caps), then after {memory['requests']:,} more. These requests use Gradio's REST API \
 (`/gradio_api/call/chat`, each call a session of its own), since gradio_client spends more CPU per call \
 than the server on this 2-core machine; {len(memory['errors'])} errors, \
 {memory['mismatches']} replies different from bot.ask.
@@ -354,13 +378,43 @@ load average at start {', '.join(str(x) for x in info['load_avg'])}</sub>
 """
 
 
+def ask_median_ms(index: Path) -> float:
+    """bot.ask in this process, median over the dev questions asked 3 times warm: the floor's unit."""
+    import qa
+
+    bot = qa.load(index, check_stale=False)
+    questions = [convo[0] for convo in conversations()]
+    for q in questions:
+        bot.ask(q)
+    times = []
+    for _ in range(3):
+        for q in questions:
+            began = time.perf_counter()
+            bot.ask(q)
+            times.append(time.perf_counter() - began)
+    return statistics.median(times) * 1000
+
+
+def load_line(load: dict) -> str:
+    return (f"{load['answered']} answered in {load['seconds']:.1f} s ({load['per_second']:.1f} req/s), "
+            f"p50 {load['p50_ms']:.0f} ms, p95 {load['p95_ms']:.0f} ms = {load['p95_ms'] / load['floor_ms']:.2f} x the "
+            f"floor of {load['floor_ms']:.0f} ms (bot.ask {load['ask_ms']:.1f} ms, req/s x ask "
+            f"{load['per_second'] * load['ask_ms'] / 1000:.2f}), {len(load['errors'])} errors, "
+            f"{len(load['mismatches'])} mismatches; CPU per request: server {load['server_cpu_ms']:.1f} ms, "
+            f"clients {load['client_cpu_ms']:.1f} ms; load average {load['load_avg']}; memory (RSS / PSS) "
+            f"{memory_line(load['processes'])}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     set_env()
-    from qa.ui import CONCURRENCY, QUEUE_SIZE, SESSIONS
+    from qa.engine import default_workers
+    from qa.server import QUEUE_SIZE, SESSIONS, concurrency
 
+    jobs = concurrency(default_workers() if args.app_workers is None else args.app_workers)
     info = machine()
     work = Path(tempfile.mkdtemp(prefix="qa-load-"))
+    load = over = memory = None
     try:
         index = args.index
         if index is None:
@@ -372,24 +426,29 @@ def main(argv: list[str] | None = None) -> int:
         port = args.port or _free_port()
         url = f"http://127.0.0.1:{port}/"
         expected = Expected(index)
-        proc = start_app(index, port, work / "app.log")
+        ask_ms = ask_median_ms(index)  # the same minute as the load
+        proc = start_app(index, port, work / "app.log", args.app, args.app_workers)
         try:
-            print(f"app on {url} (pid {proc.pid}); {args.sessions} sessions × {args.turns} questions …", flush=True)
-            load = run_load(url, proc.pid, expected, args.sessions, args.turns)
-            print(f"  {load['answered']} answered in {load['seconds']:.1f} s, p50 {load['p50_ms']:.0f} ms, "
-                  f"p95 {load['p95_ms']:.0f} ms, {len(load['errors'])} errors, {len(load['mismatches'])} mismatches; "
-                  f"CPU per request: server {load['server_cpu_ms']:.1f} ms, clients {load['client_cpu_ms']:.1f} ms",
+            print(f"{args.app} on {url} (pid {proc.pid}, --workers {args.app_workers if args.app_workers is not None else 'default'})",
                   flush=True)
-            callers = args.overload or 3 * QUEUE_SIZE + CONCURRENCY
-            print(f"overload: {callers} callers at once (queue {QUEUE_SIZE}, concurrency {CONCURRENCY}) …", flush=True)
-            over = run_overload(url, expected, callers)
-            print(f"  {over['answered']} answered, {over['busy']} told the queue is full, {len(over['errors'])} "
-                  f"other errors; server HTTP {over['status_after']}, canary {over['canary_ok']}", flush=True)
-            warmup = args.warmup or SESSIONS + 200
-            print(f"memory: {warmup:,} requests to warm up, then {args.requests:,} …", flush=True)
-            memory = run_memory(url, proc.pid, expected, args.requests, args.workers, warmup)
-            print(f"  RSS {memory['rss_warm_mb']:.0f} MB -> {memory['rss_after_mb']:.0f} MB "
-                  f"({memory['growth_mb']:+.1f} MB) in {memory['seconds']:.0f} s", flush=True)
+            if "load" in args.parts:
+                print(f"{args.sessions} sessions × {args.turns} questions …", flush=True)
+                load = run_load(url, proc.pid, expected, args.sessions, args.turns)
+                load["ask_ms"] = ask_ms
+                load["floor_ms"] = queueing_floor_ms(args.sessions, ask_ms)
+                print("  " + load_line(load), flush=True)
+            if "overload" in args.parts:
+                callers = args.overload or 3 * QUEUE_SIZE + jobs
+                print(f"overload: {callers} callers at once (queue {QUEUE_SIZE}, {jobs} at a time) …", flush=True)
+                over = run_overload(url, expected, callers)
+                print(f"  {over['answered']} answered, {over['busy']} told the queue is full, {len(over['errors'])} "
+                      f"other errors; server HTTP {over['status_after']}, canary {over['canary_ok']}", flush=True)
+            if "memory" in args.parts:
+                warmup = args.warmup or SESSIONS + 200
+                print(f"memory: {warmup:,} requests to warm up, then {args.requests:,} …", flush=True)
+                memory = run_memory(url, proc.pid, expected, args.requests, args.workers, warmup)
+                print(f"  RSS of the app and its workers {memory['rss_warm_mb']:.0f} MB -> {memory['rss_after_mb']:.0f} MB "
+                      f"({memory['growth_mb']:+.1f} MB) in {memory['seconds']:.0f} s", flush=True)
             alive = proc.poll() is None
         finally:
             proc.terminate()
@@ -401,9 +460,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    if None in (load, over, memory):  # a partial run: figures only, no report
+        return 0 if alive and "Traceback" not in log else 1
     results = checks(load, over, memory, args.max_growth)
     results.append(("the app ran throughout and logged no traceback", alive and "Traceback" not in log))
-    report = markdown(load, over, memory, results, info, (QUEUE_SIZE, CONCURRENCY))
+    report = markdown(load, over, memory, results, info, (QUEUE_SIZE, jobs))
     print()
     print(report)
     for error in (load["errors"] + over["errors"] + memory["errors"])[:5]:

@@ -165,3 +165,45 @@ def busy_share(seconds: float = 5.0) -> float:
 
 def load_avg() -> float:
     return round(os.getloadavg()[0], 2)
+
+
+def app_processes(pid: int) -> list[dict]:
+    """The app (pid) and its child processes, each {"pid", "role", "rss", "pss"} (MB, /proc/<pid>/smaps_rollup).
+
+    role: "app", "worker" (qa.engine's, spawned by multiprocessing) or "tracker" (multiprocessing's resource
+    tracker). RSS counts shared pages (libraries, the page cache) in every process; PSS splits them between
+    the processes sharing them, so the PSS of all processes adds up to what the app takes from the machine.
+    """
+    pids = [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    out = []
+    for p in pids:
+        try:
+            cmdline = Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
+            sizes = {}
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("Rss", "Pss"):
+                    sizes[key.lower()] = int(value.split()[0]) / 1024
+        except OSError:  # it ended meanwhile
+            continue
+        role = "app" if p == pid else "tracker" if "resource_tracker" in cmdline else "worker"
+        out.append({"pid": p, "role": role, **sizes})
+    return out
+
+
+def memory_line(processes: list[dict]) -> str:
+    """"app 218 / 174, 2 workers 557 / 512 + 557 / 512, tracker 13 / 7; total 1345 / 1205 MB (RSS / PSS)"."""
+    parts = []
+    for role in ("app", "worker", "tracker"):
+        mine = [p for p in processes if p["role"] == role]
+        if mine:
+            label = f"{len(mine)} workers" if role == "worker" and len(mine) > 1 else role
+            parts.append(f"{label} " + " + ".join(f"{p['rss']:.0f} / {p['pss']:.0f}" for p in mine))
+    rss, pss = sum(p["rss"] for p in processes), sum(p["pss"] for p in processes)
+    return f"{', '.join(parts)}; total {rss:.0f} / {pss:.0f} MB"
+
+
+def queueing_floor_ms(clients: int, ask_ms: float, cores: int | None = None) -> float:
+    """The wait of the last of `clients` simultaneous questions if the cores did nothing but answer, one
+    in-process ask at a time each: clients x ask / cores. A p95 below it is impossible."""
+    return clients * ask_ms / (cores or os.cpu_count() or 1)

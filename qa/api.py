@@ -1,26 +1,19 @@
 """The JSON HTTP API beside the chat UI: POST /api/ask, POST /api/retrieve, GET /api/health, /api/docs.
 
 A FastAPI app mounted at /api inside Gradio's own app: the same process, port, body cap and refusals
-(`qa.ui.Guard`) as the UI, and none of Gradio's queue protocol (join, then a polled event stream),
+(`qa.server.Guard`) as the UI, and none of Gradio's queue protocol (join, then a polled event stream),
 which cost ~20× the answer itself. Bodies are parsed here, whatever their Content-Type (`curl -d`
 sends form-encoded), so every bad input gets a 4xx `{"error": "…"}` that says what to fix: invalid
 JSON or UTF-8 → 400; a missing, empty, non-text or over-long question, bad history or k → 422.
 
-Answers are computed by an `Engine`: threads of this process (workers=0), or worker processes that
-each load the read-only index (its vectors memory-mapped where FAISS and numpy allow) and follow its
-rebuilds — the bot is CPU-bound and one Python process uses about one core. The trade-off is memory:
-each worker holds its own encoder and index (see the README's table).
+Answers are computed by a `qa.engine.Engine`: worker processes that each hold the read-only index (one
+per core by default), the same pool the chat UI asks through, or this process's threads.
 """
 
-import asyncio
 import json
 import logging
-import multiprocessing
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import QAError
 
@@ -28,6 +21,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from .bot import Bot
+    from .engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -39,84 +33,16 @@ MAX_K = 50
 EXAMPLE_QUESTION = "When was it founded?"
 
 
-# ---- where the work runs ------------------------------------------------------------------------------
-
-_worker_bot: Callable[[], "Bot"] | None = None  # in a worker process: its bot, following rebuilds
+# ---- what a worker computes (qa.engine runs these where the bot is) ------------------------------------
 
 
-def _start_worker(index_dir: str) -> None:
-    """Runs once in each worker process: load the index (no staleness check: the parent did that)."""
-    global _worker_bot
-    from . import load
-    from .ui import Reloader
-
-    _worker_bot = Reloader(load(index_dir, check_stale=False), index_dir)
-
-
-def _ready() -> bool:
-    return _worker_bot is not None
-
-
-def answer_json(bot: "Bot", question: Any, history: list[dict]) -> dict:
+def ask_json(bot: "Bot", question: Any, history: list[dict]) -> dict:
     """bot.ask as JSON-ready data: every field of Answer, present and future (dataclasses.asdict)."""
     return asdict(bot.ask(question, history=history))
 
 
-def passages_json(bot: "Bot", question: Any, k: int) -> list[dict]:
+def retrieve_json(bot: "Bot", question: Any, k: int) -> list[dict]:
     return [asdict(p) for p in bot.retrieve(question, k=k)]
-
-
-def _ask_in_worker(question: Any, history: list[dict]) -> dict:
-    return answer_json(_worker_bot(), question, history)
-
-
-def _retrieve_in_worker(question: Any, k: int) -> list[dict]:
-    return passages_json(_worker_bot(), question, k)
-
-
-class Engine:
-    """Runs asks and retrieves: in this process's threads (workers=0) or in `workers` processes."""
-
-    def __init__(self, current: Callable[[], "Bot"], index_dir: str | Path | None = None, workers: int = 0):
-        if workers and index_dir is None:
-            raise ValueError("worker processes need the index folder to load")
-        self.current, self.workers = current, workers
-        self.index_dir = str(index_dir) if index_dir is not None else None
-        self._pool = self._new_pool()
-
-    def _new_pool(self) -> Executor:
-        if not self.workers:
-            return ThreadPoolExecutor(2, thread_name_prefix="qa-api")
-        # spawn, not fork: this process already runs threads (the server, onnxruntime's pool)
-        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start_worker, initargs=(self.index_dir,))
-        for _ in range(self.workers):  # start them all now (the spawn context starts one per waiting task)
-            pool.submit(_ready)
-        return pool
-
-    async def ask(self, question: str, history: list[dict]) -> dict:
-        if not self.workers:  # current() too runs in the thread: after a rebuild it loads the new index
-            return await self._run(lambda: answer_json(self.current(), question, history))
-        return await self._run(_ask_in_worker, question, history)
-
-    async def retrieve(self, question: str, k: int) -> list[dict]:
-        if not self.workers:
-            return await self._run(lambda: passages_json(self.current(), question, k))
-        return await self._run(_retrieve_in_worker, question, k)
-
-    async def _run(self, fn, *args):
-        pool = self._pool
-        try:
-            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
-        except BrokenProcessPool:  # a worker died (killed, out of memory): start new ones, answer this
-            logger.warning("an API worker process died; starting %d new ones", self.workers)
-            if self._pool is pool:
-                self._pool = self._new_pool()
-                pool.shutdown(wait=False, cancel_futures=True)
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 # ---- the HTTP side ---------------------------------------------------------------------------------------
@@ -159,8 +85,8 @@ def _fix(error: dict) -> str:
         return f"{where}: {error.get('msg', 'invalid')}"
 
 
-def build_api(engine: Engine, describe: Callable[[], dict]) -> "FastAPI":
-    """The /api app over engine; describe() gives the health fields of the index being served."""
+def build_api(engine: "Engine") -> "FastAPI":
+    """The /api app over engine (qa.engine): its workers answer, its index is described by /api/health."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.openapi.utils import get_openapi
@@ -245,18 +171,20 @@ def build_api(engine: Engine, describe: Callable[[], dict]) -> "FastAPI":
     async def ask(request: Request):
         body = parse(await request.body(), AskRequest)
         history = [m.model_dump() for m in body.history]
-        return await answer(engine.ask(body.question, history))
+        return await answer(engine.run(ask_json, body.question, history))
 
     @app.post("/retrieve", summary="The k best passages for a question", responses=errors,
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": {"$ref": "#/components/schemas/RetrieveRequest"}}}}})
     async def retrieve(request: Request):
         body = parse(await request.body(), RetrieveRequest)
-        return {"passages": await answer(engine.retrieve(body.question, body.k))}
+        return {"passages": await answer(engine.run(retrieve_json, body.question, body.k))}
 
-    @app.get("/health", summary="The index being served: format, model, documents, chunks, build time")
+    @app.get("/health", summary="The index being served (format, model, documents, chunks, build time), "
+                                "the worker processes and what each has answered")
     async def health():
-        return {"status": "ok", "workers": engine.workers, **describe()}
+        return {"status": "ok", "workers": engine.workers, **health_fields(engine.manifest()),
+                "answered_by": engine.answered_by()}
 
     def openapi() -> dict:
         """FastAPI's schema plus the request bodies (parsed by hand) and the Answer (a dataclass)."""
@@ -283,14 +211,13 @@ def build_api(engine: Engine, describe: Callable[[], dict]) -> "FastAPI":
     return app
 
 
-def health_fields(bot: "Bot") -> dict:
-    """What /api/health says about the index: format, model, documents, chunks, build time."""
-    m = bot.manifest
-    counts = m.get("counts", {})
+def health_fields(manifest: dict) -> dict:
+    """What /api/health says about the index, from its manifest: format, model, documents, chunks, build time."""
+    counts = manifest.get("counts", {})
     return {
-        "index_format": m.get("format_version"),
-        "model": m.get("model", {}).get("name"),
-        "documents": counts.get("documents", len(bot.data.documents)),
-        "chunks": counts.get("chunks", len(bot.data.chunks)),
-        "built_at": m.get("built_at"),
+        "index_format": manifest.get("format_version"),
+        "model": manifest.get("model", {}).get("name"),
+        "documents": counts.get("documents"),
+        "chunks": counts.get("chunks"),
+        "built_at": manifest.get("built_at"),
     }

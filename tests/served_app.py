@@ -74,6 +74,13 @@ class App:
     def output(self) -> str:
         return self.log.read_text("utf-8", errors="replace")
 
+    def workers(self) -> list[int]:
+        """The process ids of the app's worker processes (qa.engine), from /proc: its children that
+        multiprocessing spawned, not its resource tracker."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        return sorted(int(p) for p in children
+                      if "spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace"))
+
     def attempts(self) -> list[str]:
         """Non-loopback connections and lookups the server attempted (the guard refused them)."""
         if self.net_log is None or not self.net_log.exists():

@@ -152,11 +152,21 @@ def test_history_from_api_callers_is_capped_to_the_last_20_turns_of_4000_charact
 
 
 def test_the_ui_session_keeps_the_last_20_turns_and_shows_a_long_question_cut(seed_bot):
-    """The UI's own event handler, as Gradio calls it."""
-    from qa import ui
+    """The UI's own event handler, as Gradio calls it (a coroutine awaiting the engine)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
-    demo = ui.build_demo(seed_bot)
-    [respond] = [f.fn for f in demo.fns.values() if f.name == "respond"]
+    from qa import ui
+    from qa.engine import Engine
+
+    engine = Engine(lambda: seed_bot)
+    demo = ui.build_demo(engine)
+    [handler] = [f.fn for f in demo.fns.values() if f.name == "respond"]
+
+    def respond(message, session):  # in a thread of its own: Playwright's sync API may hold this one's loop
+        with ThreadPoolExecutor(1) as thread:
+            return thread.submit(asyncio.run, handler(message, session)).result()
+
     questions = [f"How many member parliaments does the IPU have? ({i})" for i in range(25)]
     session = None
     for question in questions:
@@ -167,6 +177,7 @@ def test_the_ui_session_keeps_the_last_20_turns_and_shows_a_long_question_cut(se
     _, shown, after, _, _ = respond("x" * 5000, session)
     assert after["history"] == session["history"]  # a refused question is no context for follow-ups
     assert shown[-2]["content"] == "x" * 300 + "… *(5,000 characters)*" and "the limit is 2,000" in shown[-1]["content"]
+    engine.close()
 
 
 def test_title_description_and_examples_come_from_the_corpus(seed_bot):
@@ -187,7 +198,7 @@ def test_gradio_is_imported_without_rewriting_its_type_stubs():
     import subprocess
     import sys
 
-    code = ("from qa import ui; gr = ui.import_gradio(); import gradio.component_meta as m; "
+    code = ("from qa import server; gr = server.import_gradio(); import gradio.component_meta as m; "
             "print(m.create_or_modify_pyi.__qualname__); print(type(gr.Blocks()).__name__)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -197,10 +208,13 @@ def test_gradio_is_imported_without_rewriting_its_type_stubs():
 
 def test_the_queue_polls_every_20_ms_not_every_1_ms(seed_bot):
     """The idle app's CPU (bench/): if a Gradio upgrade renames these attributes, this says so."""
-    from qa import ui
+    from qa import server, ui
+    from qa.engine import Engine
 
-    demo = ui.build_demo(seed_bot)
-    ui.set_up_queue(demo)
-    # the figures the README and bench/ report: 20 ms, a queue of 64, 2 jobs at a time
+    engine = Engine(lambda: seed_bot)
+    demo = ui.build_demo(engine)
+    server.set_up_queue(demo, server.concurrency(2))
+    # the figures the README and bench/ report: 20 ms, a queue of 64, 2 jobs at a time per worker
     assert demo._queue.sleep_when_free == demo._queue.progress_update_sleep_when_free == 0.02
-    assert demo._queue.max_size == 64 and demo._queue.default_concurrency_limit == 2
+    assert demo._queue.max_size == 64 and demo._queue.default_concurrency_limit == 4
+    engine.close()

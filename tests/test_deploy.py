@@ -166,8 +166,9 @@ def deployment(tmp: Path, index: Path, *app_args: str, replicas: int = 2) -> Ite
             workdir = tmp / f"replica-{i}"
             workdir.mkdir(parents=True)
             # TMPDIR: Gradio's cache folder of a replica the test kills stays in tmp_path
-            apps.append(stack.enter_context(
-                serve("--index", str(index), *app_args, workdir=workdir, env={"TMPDIR": str(workdir)})))
+            # one worker process each: two replicas on two cores, as deploy/nginx.conf advises
+            apps.append(stack.enter_context(serve("--index", str(index), "--workers", "1", *app_args, workdir=workdir,
+                                                  env={"TMPDIR": str(workdir)})))
         url, proc, access_log, error_log = stack.enter_context(nginx(tmp / "nginx", apps))
         yield Deployment(url, apps, proc, access_log, error_log)
 

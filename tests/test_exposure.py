@@ -1,7 +1,7 @@
 """What the running app accepts from whoever reaches it, through real HTTP.
 
 Nothing in the app takes a file, so uploads are refused before their body is read; every request body
-is capped (qa.ui.MAX_BODY_BYTES) and a larger one is refused as soon as its size is known; the app's
+is capped (qa.server.MAX_BODY_BYTES) and a larger one is refused as soon as its size is known; the app's
 folders (its working folder and its temporary folder, TMPDIR) do not grow under 1,000 requests. The
 routes tried are those of the app's own route table, and the README documents every one of them.
 """
@@ -41,7 +41,8 @@ def route_table(seed_bot):
     from gradio.routes import App
     from starlette.routing import Mount
 
-    from qa import api, ui
+    from qa import api, server, ui
+    from qa.engine import Engine
 
     def walk(routes, prefix=""):
         for r in routes:
@@ -52,9 +53,9 @@ def route_table(seed_bot):
             else:
                 yield prefix + r.path, sorted(getattr(r, "methods", None) or ["GET"])
 
-    engine = api.Engine(lambda: seed_bot)
-    json_api = api.build_api(engine, lambda: api.health_fields(seed_bot))
-    yield list(walk(App.create_app(ui.build_demo(seed_bot), app_kwargs=ui.app_kwargs(json_api)).routes))
+    engine = Engine(lambda: seed_bot)
+    json_api = api.build_api(engine)
+    yield list(walk(App.create_app(ui.build_demo(engine), app_kwargs=server.app_kwargs(json_api)).routes))
     engine.close()
 
 
@@ -126,7 +127,7 @@ def _refused_early(port: int, method: str, path: str, chunked: bool) -> tuple[in
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_a_100MB_body_to_any_route_is_refused_early(app, route_table, chunked):
-    from qa.ui import MAX_BODY_BYTES
+    from qa.server import MAX_BODY_BYTES
 
     tried = 0
     for path, methods in route_table:

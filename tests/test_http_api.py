@@ -75,14 +75,22 @@ def test_retrieve_returns_k_passages_with_offsets(seed_app):
     assert len(post(seed_app, "retrieve", {"question": "parliaments"})[1]["passages"]) == 5  # k defaults to 5
 
 
-def test_health_describes_the_index(seed_app, seed_index):
+def test_health_describes_the_index_and_the_workers(seed_app, seed_index):
+    from qa.engine import default_workers
+
+    post(seed_app, "ask", {"question": ANSWERABLE})
     code, raw = get(seed_app, "health")
+    health = json.loads(raw)
     manifest = json.loads((seed_index / "manifest.json").read_text("utf-8"))
-    assert code == 200 and json.loads(raw) == {
-        "status": "ok", "workers": 0, "index_format": manifest["format_version"],
+    answered = health.pop("answered_by")
+    assert code == 200 and health == {
+        "status": "ok", "workers": default_workers(), "index_format": manifest["format_version"],
         "model": "sentence-transformers/all-mpnet-base-v2", "documents": 1,
         "chunks": manifest["counts"]["chunks"], "built_at": manifest["built_at"],
     }
+    # by process id: the app's worker processes, and what each answered (the page's examples, this ask…)
+    assert {int(pid) for pid in answered} <= set(seed_app.workers()) and len(seed_app.workers()) == default_workers()
+    assert sum(calls.get("ask_json", 0) for calls in answered.values()) >= 1
 
 
 def test_openapi_schema_and_docs_page(seed_app):

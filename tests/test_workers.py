@@ -1,0 +1,109 @@
+"""The app's worker processes (qa.engine): two workers answer both the JSON API and the chat against one
+index folder, each follows a rebuild of it, and none imports gradio or torch.
+
+Which process answered is read from /api/health's `answered_by` (process id -> calls, by function), and the
+ids are checked against /proc: they are the app's own children, the processes multiprocessing spawned.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+from conftest import copy_index
+from served_app import client as make_client, serve
+
+QUESTION = "How many member parliaments does the IPU have?"
+NEW_DOC = ("Harbour Council of Quillon\n\nThe Harbour Council of Quillon has 43 elected members. "
+           "It meets every second Tuesday in the old lighthouse.\n")
+NEW_QUESTION = "How many elected members does the Harbour Council of Quillon have?"
+HEAVY = ("gradio", "gradio_client", "torch", "sentence_transformers", "transformers")
+
+
+def ask(url: str, question: str) -> dict:
+    request = urllib.request.Request(url + "api/ask", data=json.dumps({"question": question}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as r:  # a hang guard, not a timing
+        return json.loads(r.read())
+
+
+def answered_by(url: str) -> dict[int, dict[str, int]]:
+    with urllib.request.urlopen(url + "api/health", timeout=60) as r:
+        health = json.loads(r.read())
+    return {int(pid): calls for pid, calls in health["answered_by"].items()}
+
+
+def grew(before: dict, after: dict, pid: int, call: str) -> int:
+    return after.get(pid, {}).get(call, 0) - before.get(pid, {}).get(call, 0)
+
+
+def heavy_modules(bot) -> list[str]:
+    """Run in a worker: the heavy packages it has imported."""
+    return sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)
+
+
+def test_two_workers_answer_the_api_and_the_chat_and_both_follow_a_rebuild(seed_corpus, seed_index, tmp_path):
+    import qa
+
+    corpus, index = tmp_path / "corpus", tmp_path / "index"
+    shutil.copytree(seed_corpus, corpus)
+    copy_index(seed_index, index)
+    with serve("--index", str(index), "--corpus", str(corpus), "--workers", "2", workdir=tmp_path) as app:
+        workers = app.workers()
+        assert len(workers) == 2 and app.proc.pid not in workers
+
+        # the JSON API: 16 questions, 8 at a time
+        before = answered_by(app.url)
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(lambda _: ask(app.url, QUESTION), range(16)))
+        assert all("179 national member parliaments" in r["text"] for r in replies)
+        after = answered_by(app.url)
+        assert set(after) == set(workers)  # no other process answered (the app's own holds no bot)
+        assert all(grew(before, after, pid, "ask_json") > 0 for pid in workers), after
+
+        # the chat, through gradio_client: 16 questions submitted at once
+        client = make_client(app.url)
+        jobs = [client.submit(QUESTION, [], api_name="/chat") for _ in range(16)]
+        assert all("179 national member parliaments" in job.result(timeout=120) for job in jobs)
+        before, after = after, answered_by(app.url)
+        assert all(grew(before, after, pid, "chat_reply") > 0 for pid in workers), after
+        assert sum(grew(before, after, pid, "chat_reply") for pid in workers) == 16
+
+        # a rebuild of the one index folder: each worker loads it on its next question
+        assert not any(q["source"] == "harbour-council.txt" for q in ask(app.url, NEW_QUESTION)["quotes"])
+        (corpus / "harbour-council.txt").write_text(NEW_DOC, "utf-8")
+        qa.build_index(corpus_dir=corpus, index_dir=index)
+        before = answered_by(app.url)
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(lambda _: ask(app.url, NEW_QUESTION), range(16)))
+        jobs = [client.submit(NEW_QUESTION, [], api_name="/chat") for _ in range(8)]
+        chats = [job.result(timeout=120) for job in jobs]
+        after = answered_by(app.url)
+        assert all(r["quotes"] and r["quotes"][0]["source"] == "harbour-council.txt" for r in replies), replies[0]
+        assert all("43 elected members" in c for c in chats), chats[0]
+        assert all(grew(before, after, pid, "ask_json") > 0 for pid in workers), after
+        assert app.workers() == workers  # the same processes, not new ones
+        log = app.output()
+        assert app.attempts() == []
+    reloaded = {int(pid) for pid in re.findall(r"INFO qa\.server \[worker (\d+)\]: reloaded ", log)}
+    assert reloaded == set(workers), log
+    assert "Traceback" not in log
+
+
+def test_workers_import_neither_gradio_nor_torch(seed_index):
+    from qa.engine import Engine
+
+    engine = Engine(index_dir=seed_index, workers=1)
+    try:
+        assert engine.run_now(heavy_modules) == []
+        assert "179 national member parliaments" in engine.run_now(_ask, QUESTION)
+    finally:
+        engine.close()
+
+
+def _ask(bot, question: str) -> str:
+    return bot.ask(question).text
