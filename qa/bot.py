@@ -15,7 +15,7 @@ from .answer import (
     Answer, Candidate, Query, Scoring, Units, answer_check, asked_kind, asks_broad, dates_missing, question_hints, render,
     render_refusal, same_work, score_sentences, select_quotes,
 )
-from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
+from .chunking import ChunkerSettings, sentence_embedding_texts
 from .conversation import Message, Resolved, is_ellipsis, resolve
 from .corpus import SUFFIXES, Document
 from .decision import load_decision
@@ -61,7 +61,7 @@ class Bot:
         elif mode == "bm25":
             scoring = replace(scoring, dense_weight=0.0, chunk_weight=0.0)
         self.data, self.encoder, self.scoring = data, encoder, scoring
-        spans = unit_spans(data.chunks, data.documents)
+        spans = data.unit_spans
         lexicons = load_lexicons(data.lexicon_dir) if data.lexicon_dir else None
         if lexicons is None:  # an index from before lexicons were saved, or from another LEXICON_VERSION
             lexicons = build_lexicons(data.chunks, sentence_embedding_texts(data.chunks, data.documents, spans))
