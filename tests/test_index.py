@@ -364,7 +364,7 @@ def test_an_index_whose_sentence_vectors_were_made_another_way_is_stale(small_co
     corpus, index = small_copy
     other = next(d for d in SENTENCE_DESIGNS if d != SENTENCE_DESIGN)
     _edit_manifest(lambda m: m.update(sentence_vectors=other))(index)
-    with pytest.raises(qa.StaleIndexError, match=f"made as {other!r}; this version makes them as"):
+    with pytest.raises(qa.StaleIndexError, match=re.escape(f"made as {other!r}; this version makes them as")):
         qa.load(index, corpus_dir=corpus)
 
 
@@ -397,7 +397,7 @@ def test_another_model_reuses_no_vectors(small_copy):
     corpus, index = small_copy
     fake = FakeEmbedder()
     report = build_index(corpus_dir=corpus, index_dir=index, embedder=fake)
-    assert report.reused == 0 and report.embedded == len(set(fake.texts)) > 0
+    assert report.reused == 0 and report.embedded == report.chunks and fake.texts  # every chunk read again
     assert read_manifest(index)["model"] == {"name": "fake-sha256", "dim": 32}
 
 
