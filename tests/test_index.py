@@ -733,3 +733,30 @@ def test_loading_an_index_imports_nothing_that_builds_one():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_build_in_small_windows_writes_the_index_one_window_writes(small, tmp_path, monkeypatch):
+    """Vectors are embedded and streamed to disk a window of chunks at a time (memory does not grow with
+    the corpus). Windows of 2 chunks, a document repeated under another name (its chunks' vectors come
+    back from an earlier window's rows, not from the model again): the same index as one window."""
+    import qa.build
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(small[0], corpus)
+    shutil.copy(corpus / "wrapped-crlf.txt", corpus / "notes" / "again.txt")
+    whole, windows = tmp_path / "whole", tmp_path / "windows"
+    r1 = build_index(corpus_dir=corpus, index_dir=whole, embedder=CountingEmbedder())
+    monkeypatch.setattr(qa.build, "WINDOW", 2)
+    monkeypatch.setattr(qa.build, "STEP", 3)
+    counting = CountingEmbedder()
+    r2 = build_index(corpus_dir=corpus, index_dir=windows, embedder=counting)
+    assert r2.embedded == r1.embedded == len(counting.texts) == len(set(counting.texts)) < r2.chunks
+    a, b = load_index(whole), load_index(windows)
+    assert [c.id for c in a.chunks] == [c.id for c in b.chunks]
+    n = a.vectors.ntotal
+    np.testing.assert_allclose(a.vectors.reconstruct_n(0, n), b.vectors.reconstruct_n(0, n), atol=1e-6)
+    np.testing.assert_allclose(a.sentence_vectors, b.sentence_vectors, atol=1e-6)
+    again = [i for i, c in enumerate(b.chunks) if c.source == "notes/again.txt"]
+    first = [i for i, c in enumerate(b.chunks) if c.source == "wrapped-crlf.txt"]
+    np.testing.assert_array_equal(b.vectors.reconstruct_n(again[0], len(again)),
+                                  b.vectors.reconstruct_n(first[0], len(first)))
