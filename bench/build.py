@@ -13,7 +13,8 @@ In one run, each step in its own child process (peak RSS is the child's ru_maxrs
 6. with --large: the corpus ten times over (each copy's titles numbered, so no text is reused), built
    the same way, for its peak RSS beside the small build's.
 
-Prints the figures with the load average, and saves them as the "build" part of bench/results.json.
+Prints the figures with the load average, and saves them as the "build" part of bench/results.json
+("build-<model>" for another model than the default).
 """
 
 from __future__ import annotations
@@ -190,14 +191,15 @@ def main() -> int:
     if not args.no_write:
         results_json = HERE / "results.json"
         current = json.loads(results_json.read_text()) if results_json.is_file() else {}
-        if "large" not in result and "large" in current.get("build", {}):
-            result["large"] = current["build"]["large"]  # keep the last large run's figures
-        current["build"] = result | {"machine": machine()}
+        part = "build" if model == DEFAULT_MODEL else f"build-{Path(model).name}"  # one part per model
+        if "large" not in result and "large" in current.get(part, {}):
+            result["large"] = current[part]["large"]  # keep the last large run's figures
+        current[part] = result | {"machine": machine()}
         results_json.write_text(json.dumps(current, indent=1) + "\n")
         from report import render
 
         (HERE / "results.md").write_text(render(current))
-        print(f"saved the build part of {results_json.relative_to(ROOT)}")
+        print(f"saved the {part} part of {results_json.relative_to(ROOT)}")
     return 0
 
 

@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import shutil
+import time
 import warnings
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -222,6 +223,9 @@ def onnx_encoder(name_or_path: str) -> Path:
         return folder
     logger.info("exporting %s to ONNX into %s (once per model)", name_or_path, folder)
     cache.mkdir(parents=True, exist_ok=True)
+    for stale in cache.glob(".export-*"):  # left by an export that was killed (~420 MB for mpnet)
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
     reference = SentenceTransformerEmbedder(name_or_path)
     tmp = cache / f".export-{os.urandom(6).hex()}"
     tmp.mkdir(0o777)  # minus the umask, as any new folder: an index built from it is served by others
