@@ -95,7 +95,10 @@ def pieces(folder: Path, limit: int = PIECE_CHARS) -> list[str]:
 
 
 def child(code_or_args: list[str], env: dict) -> dict:
-    """Run a child process to its end: wall seconds, CPU seconds, peak RSS (MB), and its stdout's last line as JSON."""
+    """Run a child process to its end: wall seconds, CPU seconds, peak RSS (MB), and its stdout's last line as JSON.
+
+    The peak is the child's ru_maxrss (wait4), which counts from this process's RSS at the fork: keep it small.
+    """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(code_or_args, env=env, cwd=ROOT, stdout=out, stderr=err, text=True)
@@ -128,11 +131,14 @@ def main() -> int:
     p.add_argument("--no-write", action="store_true", help="print only; leave results.json alone")
     args = p.parse_args()
     set_env()
-    from qa.embedding import DEFAULT_MODEL, onnx_encoder
+    from qa.embedding import DEFAULT_MODEL
 
     model = args.model or DEFAULT_MODEL
     env = child_env()
-    onnx_encoder(model)  # the export exists before anything is timed (a machine's first build makes it)
+    # The export exists before anything is timed (a machine's first build makes it). In a child: on Linux a
+    # child's ru_maxrss starts from its parent's RSS at fork, so this process must stay small.
+    child([sys.executable, "-c", "import sys; from qa.embedding import onnx_encoder; onnx_encoder(sys.argv[1])", model],
+          env)
     load = lambda: round(os.getloadavg()[0], 2)  # noqa: E731
     result: dict = {"model": model}
     with tempfile.TemporaryDirectory(prefix="qa-bench-build-") as tmp:
