@@ -45,7 +45,7 @@ HNSW_EF_SEARCH = 256
 #   "placed": the unit embedded on its own with its title and section
 #   "placed+plain": that, and the unit embedded alone; the better of the two counts (format 1's)
 SENTENCE_DESIGNS = ("late", "late+plain", "placed", "placed+plain")
-SENTENCE_DESIGN = "late"
+SENTENCE_DESIGN = "late+plain"
 # What load and staleness read from a manifest: (key, type) at the top level and below "model".
 _MANIFEST_KEYS = {"model": dict, "chunker": dict, "documents": dict, "counts": dict, "files": dict}
 
