@@ -2,14 +2,15 @@
 
 The model runs as ONNX (onnxruntime + tokenizers, both cores, length-sorted batches): the export is
 made once per model into the model cache (`embedding.onnx_encoder`), so only the first build on a
-machine imports torch. Each chunk is read by the model once, as "title › section" then its text;
-its sentence rows get their vectors from that same pass ("late chunking": the mean of each quote
-unit's token vectors, tokens that have read the whole chunk and its title), and each quote unit is
-also read alone, since a long title swamps a short sentence (`index.SENTENCE_DESIGN`: about 2.3x
-the corpus's word pieces, where embedding every sentence twice and every chunk took 3.5x; the
-designs are measured in docs/EMBEDDING.md). Chunks are embedded and written a window at a time
-(`WINDOW`), the vectors streamed to their files, so what a build holds does not grow with the
-corpus's vectors; the texts, chunk records, BM25 lexicons and the FAISS index do (bench/build.py).
+machine imports torch. How each sentence row's vector is made is `index.SENTENCE_DESIGN`: every chunk
+is read with its "title › section"; then, as before, every quote unit is read again with its title
+and section and once more alone ("placed+plain", 3.5x the corpus's word pieces), or its vector is
+pooled from its chunk's own pass ("late chunking") and the unit is read alone ("late+plain", 2.3x).
+docs/EMBEDDING.md measures both: late+plain keeps every test half of `qa eval` within one item but
+loses one behaviour test (an ellipsis follow-up on look-alike profiles), so placed+plain stays the
+default. Chunks are embedded and written a window at a time (`WINDOW`), the vectors streamed to
+their files, so what a build holds does not grow with the corpus's vectors; the texts, chunk
+records, BM25 lexicons and the FAISS index do (bench/build.py).
 
 Data files are named by content hash and written before the manifest, which is replaced
 atomically (`os.replace`). A crash mid-build leaves the old manifest pointing at old, complete
