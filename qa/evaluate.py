@@ -281,7 +281,7 @@ def eval_index(name: str, corpus: str | Path, model: str | None = None, cache: s
     """An index of corpus for evaluation, kept in the cache (default: qa/eval under $XDG_CACHE_HOME or
     ~/.cache) as <name>-<model> and updated incrementally: (its folder, the build's report)."""
     from .embedding import DEFAULT_MODEL
-    from .index import build_index
+    from .build import build_index
 
     model = model or DEFAULT_MODEL
     cache = Path(cache or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qa" / "eval")

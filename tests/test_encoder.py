@@ -1,9 +1,12 @@
-"""The ONNX query encoder gives sentence-transformers' vectors, and "auto" falls back cleanly without it."""
+"""The ONNX encoder gives sentence-transformers' vectors (queries, batches, sentences pooled in their chunk),
+is exported once per model so later builds run without torch, and "auto" falls back cleanly without it."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -11,10 +14,10 @@ import pytest
 
 import qa
 from qa.chunking import embedding_text
-from qa.embedding import OnnxEmbedder, SentenceTransformerEmbedder
-from qa.index import load_index
+from qa.embedding import DEFAULT_MODEL, MINILM_MODEL, OnnxEmbedder, SentenceTransformerEmbedder, model_cache
+from qa.index import SENTENCE_DESIGN, load_index
 
-from conftest import DEV_SET
+from conftest import DEV_SET, ROOT
 
 MIN_COSINE = 0.9999
 QUESTION = "How many member parliaments does the IPU have?"
@@ -111,3 +114,75 @@ def test_a_build_with_the_onnx_embedder_cuts_the_same_chunks(seed_bot, seed_corp
     assert report.embedded > 0
     built = load_index(tmp_path / "index")
     assert [(c.start, c.end) for c in built.chunks] == [(c.start, c.end) for c in seed_bot.data.chunks]
+
+
+def _late_inputs(data):
+    """Each chunk's embedding text and its rows' spans in it, as a build pools them."""
+    texts = [embedding_text(c.title, c.section, c.text) for c in data.chunks]
+    spans = []
+    for i, (c, text) in enumerate(zip(data.chunks, texts)):
+        offset = len(text) - len(c.text)
+        units = data.unit_spans[data.sentence_rows[i] : data.sentence_rows[i + 1]]
+        spans.append([(offset + max(s, c.start) - c.start, offset + min(e, c.end) - c.start) for s, e in units])
+    return texts, spans
+
+
+def test_sentences_pooled_in_their_chunk_match_sentence_transformers(seed_bot, reference):
+    """Late chunking: one pass over each chunk, its tokens' vectors pooled over each sentence's span.
+    ONNX in padded batches gives sentence-transformers' token vectors pooled the same way."""
+    texts, spans = _late_inputs(seed_bot.data)
+    expected_chunks, expected_rows = reference.embed_spans(texts, spans)
+    chunks, rows = seed_bot.encoder.embed_spans(texts, spans, batch_size=4)
+    _assert_same_vectors(texts, expected_chunks, chunks)
+    _assert_same_vectors(texts, reference.embed(texts), chunks)  # the chunk vector is embed()'s
+    flat = [t[a:b] for t, own in zip(texts, spans) for a, b in own]
+    _assert_same_vectors(flat, np.concatenate(expected_rows), np.concatenate(rows))
+    if SENTENCE_DESIGN.startswith("late"):  # and the index holds exactly these
+        _assert_same_vectors(flat, np.concatenate(expected_rows), np.asarray(seed_bot.data.sentence_vectors))
+
+
+def test_a_span_is_pooled_from_its_own_tokens(seed_bot):
+    text = "Inter-Parliamentary Union\nThe IPU was founded in 1889. It has its seat in Geneva."
+    first = (text.index("The IPU"), text.index(" It has"))
+    second = (first[1] + 1, len(text))
+    _, [rows] = seed_bot.encoder.embed_spans([text], [[first, second]])
+    geneva = seed_bot.encode("Where is the seat of the IPU? In Geneva.")
+    founded = seed_bot.encode("When was the IPU founded? In 1889.")
+    assert rows[1] @ geneva > rows[0] @ geneva and rows[0] @ founded > rows[1] @ founded
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
+
+
+_IMPORTED = ("import sys, qa; report = qa.build_index(sys.argv[1], sys.argv[2], model=sys.argv[3]); "
+             "print(report.embedded, *sorted(m for m in ('torch', 'sentence_transformers', 'transformers') "
+             "if m in sys.modules))")
+
+
+def _build_in_a_new_process(corpus, index, model, env) -> list[str]:
+    result = subprocess.run([sys.executable, "-c", _IMPORTED, str(corpus), str(index), model], env=env,
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_only_the_first_build_on_a_machine_imports_torch(seed_corpus, tmp_path):
+    """The first build exports the model to ONNX into the model cache (torch); every later build, into
+    any index folder, embeds with onnxruntime alone. MiniLM and an empty cache: a machine's first build."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    first = _build_in_a_new_process(seed_corpus, tmp_path / "first", MINILM_MODEL, env)
+    assert first[1:] == ["sentence_transformers", "torch", "transformers"]
+    [export] = (tmp_path / "cache" / "qa" / "models").glob("onnx-*")
+    second = _build_in_a_new_process(seed_corpus, tmp_path / "second", MINILM_MODEL, env)
+    assert second == first[:1]  # the same texts embedded, and neither torch nor sentence-transformers imported
+    # The index carries the encoder (hard links of the cached export), so it answers where it is copied.
+    encoder = load_index(tmp_path / "second").encoder_dir
+    assert os.path.samefile(encoder / "model.onnx", export / "model.onnx")
+    bot = qa.load(tmp_path / "second")
+    assert isinstance(bot.encoder, OnnxEmbedder) and bot.encoder.dim == 384
+    _answers(bot)
+
+
+def test_a_build_of_the_default_model_after_the_first_does_not_import_torch(seed_index, seed_corpus, tmp_path):
+    assert any(model_cache().glob("onnx-all-mpnet-base-v2-*"))  # exported by the seed index's build
+    built = _build_in_a_new_process(seed_corpus, tmp_path / "index", DEFAULT_MODEL, dict(os.environ))
+    assert len(built) == 1 and int(built[0]) > 0
+    assert load_index(tmp_path / "index").manifest["counts"] == load_index(seed_index).manifest["counts"]

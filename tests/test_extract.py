@@ -16,7 +16,8 @@ import qa
 from qa import extract
 from qa.corpus import load_corpus
 from qa.errors import CorpusError
-from qa.index import build_index, read_manifest
+from qa.build import build_index
+from qa.index import read_manifest
 
 from conftest import SEED_FILE
 from test_index import FakeEmbedder

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 import qa
-from qa.index import MANIFEST, load_index, read_manifest
+from qa.index import MANIFEST, SENTENCE_DESIGN, load_index, read_manifest
 
 from conftest import DATA, SEED_FILE, copy_index
 from served_app import ROOT, app_env, client as make_client, serve
@@ -124,7 +124,7 @@ FAULTS = {
     "vectors-truncated": (_replace_file("vectors", _half, rehash=False), "does not match its manifest"),
     "chunks-corrupted": (_replace_file("chunks", _flip, rehash=False), "does not match its manifest"),
 }
-for _key in ("documents", "chunks", "vectors", "sentences", "plain"):
+for _key in ("documents", "chunks", "vectors", "sentences", *(("plain",) if SENTENCE_DESIGN.endswith("plain") else ())):
     FAULTS[f"{_key}-truncated-rehashed"] = (_replace_file(_key, _half, rehash=True), "unreadable")
     FAULTS[f"{_key}-random-bytes-rehashed"] = (_replace_file(_key, _noise, rehash=True), "unreadable")
     FAULTS[f"{_key}-header-flipped-rehashed"] = (_replace_file(_key, _flip, rehash=True), "unreadable")

@@ -22,10 +22,13 @@ import numpy as np
 import pytest
 
 import qa
-from qa.chunking import CHUNKER_VERSION, ChunkerSettings
-from qa.embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
+from qa.chunking import CHUNKER_VERSION, ChunkerSettings, embedding_text
+from qa.embedding import DEFAULT_MODEL, OnnxEmbedder
 from qa.extract import EXTRACTOR_VERSION
-from qa.index import FORMAT_VERSION, LOCK, MANIFEST, build_index, load_index, read_manifest, staleness
+from qa.build import build_index
+from qa.index import (
+    FORMAT_VERSION, LOCK, MANIFEST, SENTENCE_DESIGN, SENTENCE_DESIGNS, load_index, read_manifest, staleness,
+)
 
 from conftest import DATA, SEED_FILE, copy_index
 
@@ -34,32 +37,39 @@ FIX = "python -m qa build"
 
 
 class CountingEmbedder:
-    """The packaged model, recording every text a build asks it to embed.
+    """The model as a build runs it (its cached ONNX export), recording every text a build asks it to embed.
 
     Its name is the model's, so a build cuts chunks with the model's tokenizer as production does.
-    Vectors are memoised across instances (the model gives a text the same vector every time): the
+    Results are memoised across instances (the model gives a text the same vectors every time): the
     suite pays once per distinct text however many rebuilds it runs.
     """
 
-    _model: SentenceTransformerEmbedder | None = None
-    _memo: dict[str, np.ndarray] = {}
+    _model: OnnxEmbedder | None = None
+    _memo: dict[tuple, tuple] = {}
     _lock = threading.Lock()  # builds run in two threads in one test
 
     def __init__(self):
         with CountingEmbedder._lock:
             if CountingEmbedder._model is None:
-                CountingEmbedder._model = SentenceTransformerEmbedder(DEFAULT_MODEL)
+                CountingEmbedder._model = OnnxEmbedder.for_model(DEFAULT_MODEL)
             self.name, self.dim = DEFAULT_MODEL, CountingEmbedder._model.dim
         self.texts: list[str] = []
 
     def embed(self, texts):
         texts = list(texts)
+        return self.embed_spans(texts, [()] * len(texts))[0]
+
+    def embed_spans(self, texts, spans):
+        texts, spans = list(texts), [tuple(s) for s in spans]
         self.texts += texts
         with CountingEmbedder._lock:
-            new = [t for t in dict.fromkeys(texts) if t not in self._memo]
+            new = [k for k in dict.fromkeys(zip(texts, spans)) if k not in self._memo]
             if new:
-                self._memo.update(zip(new, self._model.embed(new)))
-        return np.array([self._memo[t] for t in texts], dtype=np.float32).reshape(len(texts), self.dim)
+                vectors, pooled = self._model.embed_spans([t for t, _ in new], [s for _, s in new])
+                self._memo.update(zip(new, zip(vectors, pooled)))
+        found = [self._memo[k] for k in zip(texts, spans)]
+        return (np.array([v for v, _ in found], dtype=np.float32).reshape(len(texts), self.dim),
+                [p for _, p in found])
 
 
 class FakeEmbedder:
@@ -162,9 +172,11 @@ def test_records_are_json_lines_and_arrays_without_pickle(seed_index):
     vectors = np.load(seed_index / files["sentences"]["name"], allow_pickle=False)
     assert vectors.shape == (manifest["counts"]["sentences"], 768) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
-    plain = np.load(seed_index / files["plain"]["name"], allow_pickle=False)  # the same sentences, read alone
-    assert plain.shape == vectors.shape and np.allclose(np.linalg.norm(plain, axis=1), 1.0, atol=1e-4)
-    assert not np.allclose(plain, vectors, atol=1e-3)
+    assert ("plain" in files) == SENTENCE_DESIGN.endswith("plain")
+    if "plain" in files:  # the same sentences, read alone
+        plain = np.load(seed_index / files["plain"]["name"], allow_pickle=False)
+        assert plain.shape == vectors.shape and np.allclose(np.linalg.norm(plain, axis=1), 1.0, atol=1e-4)
+        assert not np.allclose(plain, vectors, atol=1e-3)
     lexicon = seed_index / files["lexicon"]["name"]
     assert {p.suffix for p in lexicon.rglob("*") if p.is_file()} == {".json", ".npy"}
     for p in lexicon.rglob("*.npy"):
@@ -235,11 +247,12 @@ def test_a_large_corpus_gets_an_hnsw_index_that_answers_like_exact_search(seed_i
     """The approximate index, on the seed: only its size is beside the point, so the threshold is lowered."""
     import faiss
 
+    import qa.build
     import qa.index
 
     folder = tmp_path / "index"
     copy_index(seed_index, folder)
-    monkeypatch.setattr(qa.index, "HNSW_THRESHOLD", 2)
+    monkeypatch.setattr(qa.build, "HNSW_THRESHOLD", 2)
     report = build_index(corpus_dir=seed_bot.manifest["corpus_dir"], index_dir=folder)
     assert report.index_type == "hnsw" and report.embedded == 0  # same vectors, other index
     assert read_manifest(folder)["index_type"] == "hnsw"
@@ -316,10 +329,14 @@ def test_progress_bar_only_when_asked(small_copy, capfd):
     corpus, index = small_copy
     (corpus / "notes" / "new.md").write_text("# New\n\nA sentence to embed.\n", "utf-8")
     build_index(corpus_dir=corpus, index_dir=index, query_encoder=False, progress=True)  # the CLI asks on a TTY
-    assert "Batches" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert re.search(r"embedding: 100%.* (\d+)/\1 \[.*text/s", err), err  # texts/s, and the time left before
     (corpus / "notes" / "new.md").write_text("# New\n\nAnother sentence to embed.\n", "utf-8")
-    build_index(corpus_dir=corpus, index_dir=index, query_encoder=False)
-    assert "Batches" not in capfd.readouterr().err
+    seen = []
+    build_index(corpus_dir=corpus, index_dir=index, query_encoder=False, progress=lambda *a: seen.append(a))
+    assert "embedding" not in capfd.readouterr().err
+    # the app's rebuild passes a function: (texts embedded, texts to embed)
+    assert seen[0][0] == 0 and seen[-1][0] == seen[-1][1] > 0 and {total for _, total in seen} == {seen[-1][1]}
 
 
 def test_model_and_chunker_mismatch_are_reported(small_copy):
@@ -331,16 +348,42 @@ def test_model_and_chunker_mismatch_are_reported(small_copy):
     assert staleness(manifest, settings=ChunkerSettings(max_chars=300)) == ["the chunker settings changed"]
 
 
-def test_an_index_without_plain_sentence_vectors_is_stale_and_its_rebuild_embeds_only_them(small_copy):
-    """An index built before sentences were also embedded alone still loads for reuse, but is stale."""
+def test_an_index_of_the_previous_format_is_stale_with_the_fix_and_is_rebuilt(small_copy):
+    """Format 1 (no quote units stored, sentences embedded twice) is never read as this format."""
     corpus, index = small_copy
-    _edit_manifest(lambda m: m["files"].pop("plain"))(index)
-    with pytest.raises(qa.StaleIndexError, match="without their title"):
+    _edit_manifest(lambda m: m.update(format_version=1))(index)
+    with pytest.raises(qa.StaleIndexError) as e:
         qa.load(index, corpus_dir=corpus)
-    sentences = read_manifest(index)["counts"]["sentences"]
+    assert "an older version of qa (index format 1; this version reads format 2)" in str(e.value)
+    assert FIX in str(e.value)
     report = build_index(corpus_dir=corpus, index_dir=index, query_encoder=False)
-    assert 0 < report.embedded <= sentences  # the plain readings; every chunk and placed sentence reused
-    assert qa.load(index, corpus_dir=corpus).data.plain_vectors.shape[0] == sentences
+    assert report.reused == 0 and report.embedded >= report.chunks  # nothing of the old format is trusted
+    assert qa.load(index, corpus_dir=corpus).data.unit_spans
+
+
+def test_an_index_whose_sentence_vectors_were_made_another_way_is_stale(small_copy):
+    corpus, index = small_copy
+    other = next(d for d in SENTENCE_DESIGNS if d != SENTENCE_DESIGN)
+    _edit_manifest(lambda m: m.update(sentence_vectors=other))(index)
+    with pytest.raises(qa.StaleIndexError, match=re.escape(f"made as {other!r}; this version makes them as")):
+        qa.load(index, corpus_dir=corpus)
+
+
+def test_quote_units_are_stored_as_the_chunker_makes_them(small):
+    """The bot reads each row's quote unit from the index; a build works them out once."""
+    from qa.chunking import unit_spans
+
+    data = load_index(small[1])
+    assert data.unit_spans == unit_spans(data.chunks, data.documents)
+    assert len(data.unit_spans) == len(data.sentence_vectors) == data.manifest["counts"]["sentences"]
+    assert qa.load(small[1], corpus_dir=small[0]).units.spans == data.unit_spans
+
+
+def test_vectors_are_mapped_read_only(small):
+    data = load_index(small[1])
+    assert isinstance(data.sentence_vectors, np.memmap) and not data.sentence_vectors.flags.writeable
+    with pytest.raises(ValueError):
+        data.sentence_vectors[0, 0] = 1.0
 
 
 def test_an_index_cut_by_an_older_chunker_is_stale(small_copy):
@@ -355,7 +398,7 @@ def test_another_model_reuses_no_vectors(small_copy):
     corpus, index = small_copy
     fake = FakeEmbedder()
     report = build_index(corpus_dir=corpus, index_dir=index, embedder=fake)
-    assert report.reused == 0 and report.embedded == len(set(fake.texts)) > 0
+    assert report.reused == 0 and report.embedded >= report.chunks and fake.texts  # every chunk read again
     assert read_manifest(index)["model"] == {"name": "fake-sha256", "dim": 32}
 
 
@@ -537,13 +580,13 @@ def test_concurrent_builds_into_one_folder_leave_a_loadable_index(tmp_path, monk
     must not collect the first one's files: it waits for the build lock."""
     import fcntl
 
-    import qa.index
+    import qa.build
 
     first_corpus, second_corpus = make_corpus(tmp_path / "first"), make_corpus(tmp_path / "second")
     (second_corpus / "later.txt").write_text("Later\n\nWritten by the second build.\n", "utf-8")
     index = tmp_path / "index"
     paused, resume, second_blocked = threading.Event(), threading.Event(), threading.Event()
-    atomic_write, flock = qa.index._atomic_write, fcntl.flock
+    atomic_write, flock = qa.build._atomic_write, fcntl.flock
 
     def pausing_atomic_write(path, write):
         if threading.current_thread().name == "first":  # data files written, manifest not yet
@@ -559,7 +602,7 @@ def test_concurrent_builds_into_one_folder_leave_a_loadable_index(tmp_path, monk
                 second_blocked.set()
         return flock(f, operation)
 
-    monkeypatch.setattr(qa.index, "_atomic_write", pausing_atomic_write)
+    monkeypatch.setattr(qa.build, "_atomic_write", pausing_atomic_write)
     monkeypatch.setattr(fcntl, "flock", observed_flock)
     errors = []
 
@@ -680,3 +723,47 @@ def test_cli_build_error_is_one_line_and_a_failure_code(tmp_path, capsys):
     [line] = err.splitlines()
     assert out == "" and line.startswith("error: corpus folder") and "does not exist" in line
     assert not (tmp_path / "index").exists()
+
+
+def test_loading_an_index_imports_nothing_that_builds_one():
+    """qa/index.py loads, qa/build.py writes: the loader needs neither the builder nor retrieval
+    (no import cycle: retrieval and build import index, never the other way round)."""
+    import subprocess
+
+    code = "import sys, qa.index; print(sorted(m for m in sys.modules if m in ('qa.build', 'qa.retrieval', 'qa.embedding')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_build_in_small_windows_writes_the_index_one_window_writes(small, tmp_path, monkeypatch):
+    """Vectors are embedded and streamed to disk a window of chunks at a time (memory does not grow with
+    the corpus). Windows of 2 chunks, a document repeated under another name (its chunks' vectors come
+    back from an earlier window's rows, not from the model again): the same index as one window."""
+    import qa.build
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(small[0], corpus)
+    shutil.copy(corpus / "wrapped-crlf.txt", corpus / "notes" / "again.txt")
+    whole, windows = tmp_path / "whole", tmp_path / "windows"
+    r1 = build_index(corpus_dir=corpus, index_dir=whole, embedder=CountingEmbedder())
+    monkeypatch.setattr(qa.build, "WINDOW", 2)
+    monkeypatch.setattr(qa.build, "STEP", 3)
+    counting = CountingEmbedder()
+    r2 = build_index(corpus_dir=corpus, index_dir=windows, embedder=counting)
+    a, b = load_index(whole), load_index(windows)
+    # each distinct text read once: the repeated document's texts are not read again in a later window
+    texts = {embedding_text(c.title, c.section, c.text) for c in b.chunks}
+    owners = [c for c in b.chunks for _ in c.sentences]
+    if b.plain_vectors is not None:
+        texts |= {b.documents[c.source].text[s:e] for c, (s, e) in zip(owners, b.unit_spans)}
+    assert r2.embedded == r1.embedded == len(counting.texts) == len(set(counting.texts)) == len(texts)
+    assert len(texts) < r2.chunks + (r2.sentences if b.plain_vectors is not None else 0)
+    assert [c.id for c in a.chunks] == [c.id for c in b.chunks]
+    n = a.vectors.ntotal
+    np.testing.assert_allclose(a.vectors.reconstruct_n(0, n), b.vectors.reconstruct_n(0, n), atol=1e-6)
+    np.testing.assert_allclose(a.sentence_vectors, b.sentence_vectors, atol=1e-6)
+    again = [i for i, c in enumerate(b.chunks) if c.source == "notes/again.txt"]
+    first = [i for i, c in enumerate(b.chunks) if c.source == "wrapped-crlf.txt"]
+    np.testing.assert_array_equal(b.vectors.reconstruct_n(again[0], len(again)),
+                                  b.vectors.reconstruct_n(first[0], len(first)))
