@@ -140,7 +140,9 @@ def main() -> int:
     child([sys.executable, "-c", "import sys; from qa.embedding import onnx_encoder; onnx_encoder(sys.argv[1])", model],
           env)
     load = lambda: round(os.getloadavg()[0], 2)  # noqa: E731
-    result: dict = {"model": model}
+    from qa.index import SENTENCE_DESIGN
+
+    result: dict = {"model": model, "design": SENTENCE_DESIGN}
     with tempfile.TemporaryDirectory(prefix="qa-bench-build-") as tmp:
         root = Path(tmp)
         size = write_squad(root / "squad")

@@ -187,7 +187,8 @@ def build(r: dict) -> list[str]:
     """bench/build.py: the SQuAD articles indexed from cold, against one sentence-transformers pass."""
     small = r["small"]
     lines = ["### Building an index (`python bench/build.py`)", "",
-             f"Model {r['model']}; the ONNX export was in the model cache (only a machine's first build makes it).", "",
+             f"Model {r['model']}, sentence vectors `{r.get('design', '?')}`; the ONNX export was in the model cache "
+             "(only a machine's first build makes it).", "",
              "| | wall time | texts embedded | texts/s | KB/s | peak RSS |", "|---|---:|---:|---:|---:|---:|"]
     for name, row in (("build, eight SQuAD articles", small), ("build, the same ten times over", r.get("large"))):
         if row:
