@@ -62,6 +62,7 @@ def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
     return rows
 
 
+OUTCOMES = ("answered", "uncertain", "declined")
 # The mix of questions the decision is fitted for: each kind of item weighs this share in all, however many
 # of that kind happen to be written (SQuAD alone brings ~800 unanswerable tune items). A product decision:
 # most questions people ask are answerable; some are not; a few are about something else entirely.
@@ -112,15 +113,23 @@ def fit(rows: list[dict]) -> dict:
     decision = Decision(tuple(lr.coef_[0].tolist()), float(lr.intercept_[0]), 1.0, 0.0, near,
                         tuple(mean.tolist()), tuple(scale.tolist()))
     p = np.array([decision.probability(r["signals"]) for r in rows])
-    cuts = sorted(set(np.round(p, 3).tolist()) | {0.0, 1.0})
+    # every pair of thresholds on a grid of 0.005, each row's cost of each outcome worked out once
+    w = np.array([weight[id(r)] for r in rows])
+    cost_of = {o: w * np.array([COST.get((r["group"], o), 0.0) for r in rows]) for o in OUTCOMES}
+    far = np.array([r["signals"]["best"] < near for r in rows])
+    cuts = np.round(np.arange(0, 1.0001, 0.005), 3)
     best = None
     for i, lo in enumerate(cuts):
         for hi in cuts[i:]:
-            outcomes = ["declined" if r["signals"]["best"] < near else "answered" if q >= hi else
-                        "uncertain" if q >= lo else "declined" for r, q in zip(rows, p)]
-            cost = sum(weight[id(r)] * COST.get((r["group"], o), 0.0) for r, o in zip(rows, outcomes))
+            answered, uncertain = ~far & (p >= hi), ~far & (p >= lo) & (p < hi)
+            cost = float(np.where(answered, cost_of["answered"], np.where(uncertain, cost_of["uncertain"],
+                                                                        cost_of["declined"])).sum())
             if best is None or cost < best[0] - 1e-9:
-                best = (cost, lo, hi, outcomes)
+                best = (cost, float(lo), float(hi))
+    cost, lo, hi = best
+    outcomes = ["declined" if f else "answered" if q >= hi else "uncertain" if q >= lo else "declined"
+                for f, q in zip(far, p)]
+    best = (cost, lo, hi, outcomes)
     cost, lo, hi, outcomes = best
     decision = Decision(decision.weights, decision.bias, hi, lo, near, decision.mean, decision.scale)
     kept_p = np.array([decision.probability(r["signals"]) for r in kept])
@@ -183,15 +192,20 @@ def main() -> None:
     p.add_argument("--sets", type=Path, default=ROOT / "tests" / "data" / "sets")
     p.add_argument("--cache", type=Path, default=None)
     p.add_argument("--out", type=Path, default=ROOT / "qa" / "decision.json")
-    p.add_argument("--rows", type=Path, default=None, help="also write the collected signals here (JSON)")
+    p.add_argument("--rows", type=Path, default=None,
+                   help="keep the collected signals here (one file per model) and reuse them when there")
     args = p.parse_args()
     from qa.decision import Decision, model_key
 
     fitted = json.loads(args.out.read_text("utf-8")) if args.out.exists() else {"models": {}}
     for model in args.model or ["sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-mpnet-base-v2"]:
-        rows = collect(model, args.sets, args.cache)
-        if args.rows:
-            args.rows.write_text(json.dumps(rows), "utf-8")
+        cached = args.rows and args.rows.with_suffix(f".{model_key(model)}.json")
+        if cached and cached.exists():
+            rows = json.loads(cached.read_text("utf-8"))
+        else:
+            rows = collect(model, args.sets, args.cache)
+            if cached:
+                cached.write_text(json.dumps(rows), "utf-8")
         result = fit(rows)
         result["held_out"] = held_out(rows)
         fitted["models"][model_key(model)] = result

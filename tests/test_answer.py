@@ -31,15 +31,15 @@ def general_bot(tmp_path_factory):
 
 # The test halves of the question sets on organisation profiles, the product's own kind of corpus
 # (tests/data/sets; each set written before it was first run; nothing was fitted on these halves).
-# Floors under what the shipped model measured (README, Evaluation), so that a real regression
-# crosses them and one item's noise does not (one item is 2-3 points of hit@1, 9 of ipu's 11-item
-# unanswerable share, 6 of profiles' 18; the floors sit one item under the measured figure, and
-# the decision's refits move those shares: README, The decision). The four other sets are measured
-# by `make eval` (minutes with mpnet).
+# Floors one item under what the shipped model, ranker and decision measured (docs/EVALUATION.md,
+# docs/data/eval-test.json), so that a real regression crosses them and one item's noise does not
+# (ipu's test half: 40 answerable, 7 off-topic, 15 unanswerable items; profiles': 47, 9, 16). Replies
+# quote one passage unless a second is nearly as likely, so hit@3 sits at hit@1. The other sets are
+# measured by `make eval` (minutes with mpnet).
 FLOORS = {
     #            hit@1  hit@3  declined<=  offtopic>=  unanswerable caught>=
-    "ipu":       (0.78, 0.85, 0.05, 1.0, 0.7),
-    "profiles":  (0.70, 0.85, 0.05, 0.8, 0.4),
+    "ipu":       (0.77, 0.77, 0.05, 0.85, 0.73),
+    "profiles":  (0.78, 0.78, 0.05, 0.77, 0.31),
 }
 
 

@@ -115,6 +115,22 @@ def test_clicking_an_example_asks_it(page):
     expect(reply.locator("blockquote").first).to_contain_text("Inter-Parliamentary Union")
 
 
+def test_a_question_the_profile_does_not_answer_shows_one_passage_under_a_caveat_or_none(page):
+    """The profile never names the IPU's president: the reply is the one closest passage under the caveat,
+    or a plain decline; never three unrelated quotes."""
+    from playwright.sync_api import expect
+
+    reply = page.ask("Who is the President of the IPU?")
+    text = reply.inner_text()
+    assert text.startswith(("I am not sure my documents answer this", "My documents do not")), text
+    quotes = reply.locator("blockquote")
+    if text.startswith("I am not sure"):
+        expect(quotes).to_have_count(1)
+        expect(reply).not_to_contain_text("Also, from")
+    else:
+        expect(quotes).to_have_count(0)
+
+
 def test_off_topic_question_abstains_and_offers_clickable_suggestions(page):
     from playwright.sync_api import expect
 
