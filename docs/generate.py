@@ -250,10 +250,10 @@ def rules() -> list[str]:
     if not data:
         return ["No data: run `python bench/ablate_rules.py --json docs/data/rules.json`."]
     rows = [[f"`{name}`", str(sum(r["gained"].values())), str(sum(r["lost"].values())), f"{r['net']:+d}",
-             ", ".join(r["sets"]) or "–", f"{r['median_first_quote_chars']:g}", "kept" if r["keep"] else "dropped"]
+             ", ".join(r["sets"]) or "–", f"{r['median_first_quote_chars']:g}", "yes" if r["keep"] else "no"]
             for name, r in data["rules"].items()]
     out = table(["rule (off)", "items it gains", "items it loses", "net", "sets it gains on",
-                 "median first quote without it", "verdict"], rows)
+                 "median first quote without it", "meets the bar"], rows)
     return out + ["", sub(f"From `docs/data/rules.json` (`bench/ablate_rules.py`, {Path(data['model']).name}, "
                           f"{data['split']} halves, decision off).")]
 
