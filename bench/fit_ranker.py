@@ -41,7 +41,7 @@ def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
     from qa.quoting import answer_check, make_quote, paragraph_quote
     from qa.bot import Bot
     from qa.cli import set_offline_env
-    from qa.evaluate import eval_index, holds_answer, item_split, load_items, load_suite
+    from qa.evaluate import converse, eval_index, holds_answer, item_split, load_items, load_suite
     from qa.ranking import HAND
 
     set_offline_env()
@@ -54,7 +54,7 @@ def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
         for item in load_items(sets / f"{name}.jsonl"):
             if item_split(item) != "tune" or item.get("expect") is None:
                 continue
-            history = _history(bot, item["turns"][:-1])
+            history = converse(bot, item["turns"][:-1])[2]
             searched = bot.search(item["turns"][-1], history)
             if searched is None or searched[3] is None:
                 continue
@@ -70,14 +70,6 @@ def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
             kept += 1
         print(f"  {name}: {kept} questions in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return rows
-
-
-def _history(bot, turns: list[str]) -> list[dict]:
-    history: list[dict] = []
-    for turn in turns:
-        answer = bot.ask(turn, history)
-        history += [{"role": "user", "content": turn}, {"role": "assistant", "content": answer.text}]
-    return history
 
 
 def _weights(rows: list[dict]) -> np.ndarray:

@@ -191,14 +191,19 @@ def holds_answer(item: dict, quote) -> bool:
     return any(_norm(e) in _norm(quote.text) for e in item["expect"])
 
 
-def ask_item(bot, item: dict):
-    """Ask an item's turns in order, each with the conversation so far (the bot's own replies as
-    history); the last turn's (answer, signals) from bot.respond."""
-    history: list[dict] = []
-    for turn in item["turns"]:
+def converse(bot, turns: list[str]) -> tuple[object, dict, list[dict]]:
+    """Ask turns in order, each with the conversation so far (the bot's own replies as history): the last
+    turn's answer and signals from bot.respond, and the whole conversation as history."""
+    answer, signals, history = None, {}, []
+    for turn in turns:
         answer, signals = bot.respond(turn, history)
         history += [{"role": "user", "content": turn}, {"role": "assistant", "content": answer.text}]
-    return answer, signals
+    return answer, signals, history
+
+
+def ask_item(bot, item: dict):
+    """The last turn's (answer, signals) of an item, its turns asked as a conversation (converse)."""
+    return converse(bot, item["turns"])[:2]
 
 
 def evaluate(bot, items: list[dict], corpus_dir: str | Path | None = None, split: str | None = None) -> Report:
