@@ -38,7 +38,7 @@ def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
     """One row per answerable tune item whose last turn found candidates: set, id, features, labels."""
     import qa
     from qa.answer import Candidate
-    from qa.quoting import answer_check, make_quote, paragraph_quote
+    from qa.quoting import make_quote, paragraph_quote
     from qa.bot import Bot
     from qa.cli import set_offline_env
     from qa.evaluate import converse, eval_index, holds_answer, item_split, load_items, load_suite
@@ -59,12 +59,11 @@ def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
             if searched is None or searched[3] is None:
                 continue
             query, candidates, hints, found = searched
-            check = answer_check(hints)
             labels = []
             for i in range(len(found.rows)):
                 cand = Candidate(int(found.rows[i]), int(found.chunks[i]), 0.0, float(found.similarity[i]))
                 quote = (paragraph_quote(bot.data, bot.units, cand) if query.broad
-                         else make_quote(bot.data, bot.units, cand, check))
+                         else make_quote(bot.data, bot.units, cand))
                 labels.append(holds_answer(item, quote))
             rows.append({"set": name, "id": item["id"], "x": found.features.copy(), "y": np.array(labels, bool)})
             kept += 1

@@ -249,9 +249,11 @@ def rules() -> list[str]:
     data = read_json(DATA / "rules.json")
     if not data:
         return ["No data: run `python bench/ablate_rules.py --json docs/data/rules.json`."]
-    rows = [[f"`{name}`", str(sum(r["gained"].values())), str(sum(r["lost"].values())), f"{r['net']:+d}",
-             ", ".join(r["sets"]) or "–", f"{r['median_first_quote_chars']:g}", "yes" if r["keep"] else "no"]
-            for name, r in data["rules"].items()]
+    row = lambda name, r, verdict: [f"`{name}`", str(sum(r["gained"].values())), str(sum(r["lost"].values())),
+                                    f"{r['net']:+d}", ", ".join(r["sets"]) or "–",
+                                    f"{r['median_first_quote_chars']:g}", verdict]
+    rows = [row(name, r, "yes" if r["keep"] else "no") for name, r in data["rules"].items()]
+    rows += [row(name, r, "no: removed") for name, r in data.get("removed", {}).items()]
     out = table(["rule (off)", "items it gains", "items it loses", "net", "sets it gains on",
                  "median first quote without it", "meets the bar"], rows)
     return out + ["", sub(f"From `docs/data/rules.json` (`bench/ablate_rules.py`, {Path(data['model']).name}, "

@@ -56,18 +56,13 @@ class Answer:
 
 @dataclass(frozen=True, slots=True)
 class Scoring:
-    """How many candidates are gathered and quoted, and the fallback threshold (set by hand on the tune halves)."""
+    """How many candidates are gathered and quoted (set by hand on the tune halves), and the quoting rule's switch."""
 
     candidate_chunks: int = 8
     follow_ratio: float = 0.85  # a further quote must be at least this likely, against the first, to be the answer
-    join_ratio: float = 0.9  # the sentence beside the first quote joins it when it is this likely against it
     context_weight: float = 0.5  # a follow-up's earlier question, beside its own words (vector and BM25)
-    # The hand rules of quoting, each kept for what it gains on the tune halves (docs/EVALUATION.md);
+    # The one hand rule of quoting, kept for what it gains on the tune halves (docs/EVALUATION.md);
     # off only to measure that gain (bench/ablate_rules.py).
-    widen: bool = True  # the first quote takes in the next sentence when only that one has what is asked
-    records: bool = True  # a "Key: value" line whose key is not asked is quoted with its record
-    lead_ins: bool = True  # a lead-in ("To send a HEAD:") or a title takes in the block it introduces
-    join: bool = True  # the runner-up beside the first quote, nearly as likely, joins it
     paragraphs: bool = True  # a broad question ("Tell me about…") is answered with paragraphs
 
 

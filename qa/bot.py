@@ -6,7 +6,7 @@ import logging
 import re
 import unicodedata
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -14,12 +14,12 @@ from .answer import Answer, Candidate, Scoring
 from .chunking import ChunkerSettings, sentence_embedding_texts
 from .conversation import Message, Resolved, is_ellipsis, resolve
 from .corpus import SUFFIXES, Document
-from .decision import load_decision, model_key
+from .decision import ANSWER_ALL, NEVER_SURE, Evidence, load_decision, model_key
 from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
 from .errors import CorpusError, InvalidQuestionError, ModelError, QAError, StaleIndexError
 from .index import IndexData, load_index, read_manifest, staleness
-from .question import Query, asked_kind, asks_broad, dates_missing, question_hints
-from .quoting import answer_check, same_work, select_quotes
+from .question import Query, asked_kind, asks_broad, question_hints
+from .quoting import select_quotes
 from .ranking import HAND, Candidates, Ranker, gather, load_ranker, rank
 from .render import render, render_refusal
 from .retrieval import Passage, Retriever, build_lexicons, load_lexicons, looks_like_names
@@ -28,7 +28,7 @@ from .units import Units
 logger = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
-_WORDS = re.compile(r"[^\W_]{2,}")
+_SMALLTALK = "I answer questions by quoting my documents."
 _NOT_ABOUT = "My documents do not answer that: nothing in them is about this question."
 _NOT_SAID = "My documents do not say that: they mention the topic but not what you asked."
 _NO_WORD = "My documents do not answer that: none of the words of your question occur in them."
@@ -76,8 +76,9 @@ class Bot:
         self._sections = _sections(data)
         words = getattr(encoder, "words", None)
         self.known_words = words() if words else frozenset()
-        self.decision = load_decision(data.manifest["model"]["name"]) if decide else None
-        self.decide = decide
+        # a model nobody fitted a decision for: its scores mean nothing yet, so no answer is sure
+        self.decision = (load_decision(data.manifest["model"]["name"]) or NEVER_SURE) if decide else ANSWER_ALL
+        self.evidence = Evidence(data, self.units, self.sentence_lexicon, self.encode)
 
     @property
     def manifest(self) -> dict:
@@ -106,87 +107,52 @@ class Bot:
 
     def respond(self, question: str, history: Sequence[Message] | None = None) -> tuple[Answer, dict]:
         """The answer, and the signals its outcome was decided on (empty when nothing was searched)."""
-        text = clean_question(question)
-        turn = resolve(text, history)
-        if turn.kind == "smalltalk":
-            return Answer(render_refusal(self.suggestions(), "I answer questions by quoting my documents."),
-                          [], True, text), {}
-        text = self.retriever.lexicon.correct(turn.query, self.known_words)
+        turn, text, terms = self.read(question, history)
         declined = lambda reason: Answer(render_refusal(self.suggestions(), reason), [], True, text, about=turn.about)
-        # A question in another script than the documents' (Arabic, Cyrillic, Chinese on an English
-        # corpus), none of whose words they contain: the model turns it into noise that lands near some
-        # passage. A question of unknown words in the documents' own letters ("Where is the HQ?") is
-        # left to the decision, and a follow-up's own words may all be new ("And its budget?").
-        # Checked before anything is encoded.
-        terms = self.sentence_lexicon.terms(text)
-        if (terms and not turn.context and not any(map(self.sentence_lexicon.knows, terms))
-                and self.sentence_lexicon.foreign(text)):
+        if turn.kind == "smalltalk":
+            return Answer(render_refusal(self.suggestions(), _SMALLTALK), [], True, text), {}
+        if self.foreign(turn, text, terms):
             return declined(_NO_WORD), {}
         query = self.query(turn, text, terms)
-        candidates, hints = self.candidates(query)[:2]
+        candidates = self.candidates(query)[0]
         if not candidates:
             return declined(_NOT_ABOUT), {}
-        quotes = select_quotes(self.data, self.units, candidates, self.scoring, answer_check(hints), query.broad)
-        signals = self.signals(query, candidates, quotes)
-        if not self.decide:
-            outcome = "answered"
-        elif self.decision is None:  # a model nobody fitted a decision for: never sure
-            outcome = "uncertain"
-        else:
-            outcome = self.decision.outcome(signals)
-        if outcome == "declined":
-            if signals["best"] < self.decision.near:
-                return declined(_NOT_ABOUT), signals
-            # the documents are about this, but do not say it: where they come nearest, not what they say there
+        quotes = select_quotes(self.data, self.units, candidates, self.scoring, query.broad)
+        signals = self.evidence.signals(query, candidates, quotes)
+        outcome = self.decision.outcome(signals)
+        if outcome == "declined" and self.decision.nothing_near(signals):
+            return declined(_NOT_ABOUT), signals
+        if outcome == "declined":  # about this, but not saying it: where they come nearest, not what they say
             nearest = render_refusal(self.nearest(candidates), _NOT_SAID, lead="The nearest they come:")
             return Answer(nearest, [], True, text, about=turn.about), signals
-        if outcome == "uncertain":
-            quotes = quotes[:1]  # the one closest passage, under a caveat: more would read as noise
-        return Answer(render(quotes, turn.about, uncertain=outcome == "uncertain"), quotes, False, query.text,
-                      outcome, turn.about), signals
+        quotes = quotes[:1] if outcome == "uncertain" else quotes  # more than one closest passage reads as noise
+        reply = render(quotes, turn.about, uncertain=outcome == "uncertain")
+        return Answer(reply, quotes, False, query.text, outcome, turn.about), signals
+
+    def read(self, question: str, history: Sequence[Message] | None = None) -> tuple[Resolved, str, list[str]]:
+        """The turn a question makes in the chat, its words with typos corrected, and their lexicon terms."""
+        turn = resolve(clean_question(question), history)
+        if turn.kind == "smalltalk":
+            return turn, turn.query, []
+        text = self.retriever.lexicon.correct(turn.query, self.known_words)
+        return turn, text, self.sentence_lexicon.terms(text)
+
+    def foreign(self, turn: Resolved, text: str, terms: list[str]) -> bool:
+        """A question in another script than the documents' (Arabic, Cyrillic, Chinese on an English
+        corpus), none of whose words they contain: the model turns it into noise that lands near some
+        passage. A question of unknown words in the documents' own letters ("Where is the HQ?") is left to
+        the decision, and a follow-up's own words may all be new ("And its budget?")."""
+        return (bool(terms) and not turn.context and not any(map(self.sentence_lexicon.knows, terms))
+                and self.sentence_lexicon.foreign(text))
 
     def search(self, question: str, history: Sequence[Message] | None = None):
         """What respond searches for a turn, up to the ranked candidates: (query, candidates, hints, gathered),
         or None for small talk. For the fitting tools (bench/fit_ranker.py), which label the candidates."""
-        turn = resolve(clean_question(question), history)
+        turn, text, terms = self.read(question, history)
         if turn.kind == "smalltalk":
             return None
-        text = self.retriever.lexicon.correct(turn.query, self.known_words)
-        query = self.query(turn, text, self.sentence_lexicon.terms(text))
+        query = self.query(turn, text, terms)
         return (query, *self.candidates(query))
-
-    def signals(self, asked: Query, candidates: list[Candidate], quotes: list) -> dict[str, float]:
-        """What the answer-or-decline decision looks at (decision.SIGNALS), for the first candidate.
-
-        For a follow-up, "best" is also measured against the earlier question alone: "And the address?"
-        is near the documents when the thread is, though its own few words are near nothing.
-        """
-        best = max(c.similarity for c in candidates[:3])
-        if asked.context_vector is not None:
-            rows = [c.row for c in candidates[:3]]
-            best = max(best, float(self.data.similarity(rows, asked.context_vector).max()))
-        lexicon = self.sentence_lexicon
-        first = candidates[0]
-        overlap = self._overlap(asked, first.row)
-        terms, present, total, names = overlap
-        share = lambda found: sum(map(found, names)) / len(names) if names else 0.0
-        # the runner-up is the best *other* passage: a unit overlapping the first (the same sentence quoted
-        # with the one before it) is the same answer, not a rival; nor are its words (or more around them) in
-        # another file of the same title (a report published as PDF and as Word)
-        s0, e0 = self.units[first.row]
-        passage = lambda c: ((chunk := self.data.chunks[c.chunk]).source, chunk.title, self.units.text(c.row))
-        mine = passage(first)
-        rival = next((c for c in candidates[1:] if (c.chunk != first.chunk or not (
-            self.units[c.row][0] < e0 and s0 < self.units[c.row][1])) and not same_work(passage(c), mine)), None)
-        return {
-            "best": best,
-            "score": first.score,
-            "margin": first.score - rival.score if rival else first.score,
-            "support": self.support(asked, candidates, overlap),
-            "coverage": sum(lexicon.idf(t) for t in terms if t in present) / total if total else 1.0,
-            "names_unquoted": share(lambda ts: any(t not in present for t in ts)),
-            "no_date": float(dates_missing(asked.text, quotes)),
-        }
 
     def query(self, turn: Resolved, text: str, terms: list[str]) -> Query:
         """What is searched for a turn: its words (text: typos corrected; terms: its lexicon terms) and, for a
@@ -226,40 +192,6 @@ class Bot:
         return [Candidate(int(found.rows[i]), int(found.chunks[i]), score, float(found.similarity[i]))
                 for i, score in rank(found, self.ranker)], hints, found
 
-    def _overlap(self, asked: Query, row: int) -> _Overlap:
-        """What of the question sentence unit row holds: see _Overlap."""
-        terms = list(asked.information)
-        return _Overlap(terms, self.units.context_terms(row), sum(map(self.sentence_lexicon.idf, terms)),
-                        [list(ts) for ts in asked.names])
-
-    def support(self, asked: Query, candidates: list[Candidate], overlap: _Overlap) -> float:
-        """How well the top sentence supports an answer to query, from 0 to 1.
-
-        The similarity of the best sentence, discounted by the share of the question's information
-        (IDF-weighted terms) that the top sentence lacks, unless those missing words mean what the
-        sentence says anyway ("free speech" ~ "freedom of expression"); a missing name ("on a
-        Raspberry Pi", "in 2019") is never excused that way. Words that only name the kind of answer
-        ("what year", "where is it based") are not required. overlap: `_overlap` of the question and the
-        first candidate.
-        """
-        best = max(c.similarity for c in candidates[:3])
-        lexicon = self.sentence_lexicon
-        terms, present, total, name_terms = overlap
-        missing = [t for t in terms if t not in present]
-        if not missing or not total:
-            return best
-        # A missing name ("Raspberry Pi", "2019") has no paraphrase to be rescued by; other words may.
-        names = {t for ts in name_terms for t in ts}
-        unnamed = [t for t in missing if t not in names]
-        share_names = sum(lexicon.idf(t) for t in missing if t in names) / total
-        share_words = sum(lexicon.idf(t) for t in unnamed) / total
-        support = best * (1 - share_names - share_words)
-        if not unnamed:
-            return support
-        words = " ".join(w for w in _WORDS.findall(asked.text) if (t := lexicon.terms(w)) and t[0] in unnamed)
-        coverage = max(0.0, float(self.data.similarity(candidates[0].row, self.encode(words))))
-        return best * (1 - share_names - share_words * (1 - coverage))
-
     def nearest(self, candidates: list[Candidate], n: int = 3) -> list[str]:
         """The places ("Title › Section") of the first candidates' chunks, without repeats."""
         places = (self.data.chunks[c.chunk] for c in candidates)
@@ -268,15 +200,6 @@ class Bot:
     def suggestions(self, n: int = 5) -> list[str]:
         """Section names to offer when the bot cannot answer."""
         return self._sections[:n]
-
-
-class _Overlap(NamedTuple):
-    """The question against one sentence unit, as the decision's signals and Bot.support read it."""
-
-    terms: list[str]  # the question's terms, less those that only frame it ("what year", "where is it based")
-    present: frozenset[str]  # the terms of the unit as the lexicon saw it (with its title and section)
-    total: float  # the IDF of terms, summed: the question's information
-    names: list[list[str]]  # the terms of each of the question's names ("Raspberry Pi", "2019")
 
 
 def _sections(data: IndexData) -> list[str]:

@@ -1,8 +1,7 @@
 """Reading a question's form: what kind of answer it asks for, and whether it asks about a topic.
 
 `question_hints` turns the form into hints (a number for "how many", a time for "when"…): each is a
-ranking feature, and what the first quote may be widened to take in. `asked_kind` names the words
-that only frame a question ("what year", "where is it based"), which an answer need not repeat.
+ranking feature. `asked_kind` names the words that only frame a question ("what year", "where is it based"), which an answer need not repeat.
 """
 
 from __future__ import annotations
@@ -46,13 +45,10 @@ def asked_kind(question: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Hint:
-    """A form of sentence that fits what the question asks: a ranking feature (ranking.HINTS), and what
-    the first quote may be widened to take in."""
+    """A form of sentence that fits what the question asks: a ranking feature (ranking.HINTS)."""
 
     name: str  # ranking.HINTS
     test: Callable[[UnitFacts], bool]
-    widens: bool = False  # a quote lacking it may take in the next sentence that has it
-    names_key: bool = False  # a "Key: value" line passing it is the answer itself, not part of a record
     earliest: bool = False  # full weight only for the first passing sentence of a document
 
 
@@ -62,25 +58,25 @@ def question_hints(question: str, terms_of: Callable[[str], list[str]]) -> list[
     for "what is X", a "Key: value" line whose key the question names. Each is a bonus, never a filter."""
     hints = []
     if english.ASKS_NUMBER.search(question):
-        hints.append(Hint("number", lambda f: f.number, widens=True))
+        hints.append(Hint("number", lambda f: f.number))
         if (counted := english.COUNTED.search(question)) and (thing := frozenset(terms_of(counted.group(1)))):
             # a number counting what is asked ("179 national member parliaments") beats any number
             hints.append(Hint("counted", lambda f: not f.counted_terms.isdisjoint(thing)))
     elif english.ASKS_FREQUENCY.search(question):
-        hints.append(Hint("frequency", lambda f: f.frequency, widens=True))
+        hints.append(Hint("frequency", lambda f: f.frequency))
     elif english.ASKS_TIME.search(question):
-        hints.append(Hint("time", lambda f: f.time, widens=True))
+        hints.append(Hint("time", lambda f: f.time))
     elif english.ASKS_PLACE.search(question):
-        hints.append(Hint("place", lambda f: f.place, widens=True))
+        hints.append(Hint("place", lambda f: f.place))
     elif (kind := english.ASKS_KIND.search(question)) and (wanted := terms_of(kind.group(1))):
-        hints.append(Hint("kind", lambda f: wanted[0] in f.terms, widens=True))
+        hints.append(Hint("kind", lambda f: wanted[0] in f.terms))
     elif (subject := english.ASKS_DEFINITION.match(question)) and (named := terms_of(subject.group(1))):
         head = named[-1]
         # documents define a thing where they first introduce it
         hints.append(Hint("definition", lambda f: head in f.opening_terms and f.defines, earliest=True))
     asked = frozenset(terms_of(question))
     if asked:
-        hints.append(Hint("key", lambda f: not asked.isdisjoint(f.field_terms), names_key=True))
+        hints.append(Hint("key", lambda f: not asked.isdisjoint(f.field_terms)))
     return hints
 
 

@@ -374,117 +374,25 @@ def test_a_date_question_whose_best_quote_has_no_date_is_not_answered(general_bo
     assert dates_missing("When was it founded?", no_year) and not dates_missing("Why was it founded?", no_year)
 
 
-def test_a_quote_without_the_year_asked_for_takes_in_the_next_sentence(seed_bot):
-    from qa.answer import Candidate
-    from qa.quoting import Check, make_quote
-    from qa.chunking import BLANK_LINE
-
-    answer = seed_bot.ask("When did the IPU encourage parliaments to use ICTs as essential tools?")
-    first = answer.quotes[0]
-    assert first.text.startswith("The IPU also encourages parliaments to make use of ICTs")
-    assert "launched the Centre for Innovation in Parliament in 2018" in first.text  # the year is in the next one
-    assert seed_bot.data.documents[first.source].text[first.start : first.end] == first.text
-    unasked = seed_bot.ask("Does the IPU encourage parliaments to use ICTs as essential tools?").quotes[0]
-    assert unasked.text.startswith("The IPU also encourages") and "2018" not in unasked.text
-    # a quote is never widened into the next paragraph
-    data, units = seed_bot.data, seed_bot.units
-    for row in range(len(units)):
-        quote = make_quote(data, units, Candidate(row, int(data.sentence_chunk[row]), 1.0, 1.0),
-                           Check(widen=lambda facts: bool(facts.number or facts.time)))
-        assert not BLANK_LINE.search(quote.text), quote.text
-
-
-def test_the_sentence_beside_the_first_quote_joins_it_when_it_scores_nearly_as_high(general_bot):
-    from qa.answer import Candidate, Scoring
-    from qa.quoting import MAX_JOINED_QUOTE, select_quotes
-    from qa.units import introduces
-    from qa.chunking import BLANK_LINE
-
-    data, units = general_bot.data, general_bot.units
-    cand = lambda row, score: Candidate(row, int(data.sentence_chunk[row]), score, score)
-    source = lambda row: data.chunks[int(data.sentence_chunk[row])].source
-    text = lambda row: data.documents[source(row)].text
-    beside = lambda r: (source(r) == source(r + 1) and not introduces(text(r), *units[r])
-                        and not introduces(text(r), *units[r + 1]) and units[r + 1][0] >= units[r][1]
-                        and not text(r)[units[r][1]:units[r + 1][0]].strip()
-                        and not BLANK_LINE.search(text(r), units[r][1], units[r + 1][0]))
-    pairs = [r for r in range(len(units) - 1) if beside(r) and units[r + 1][1] - units[r][0] <= MAX_JOINED_QUOTE]
-    far = next(r for r in range(len(units) - 1) if source(r) == source(r + 1) and not introduces(text(r), *units[r])
-               and BLANK_LINE.search(text(r), units[r][1], units[r + 1][0]))
-    assert pairs
-    for row in pairs:
-        # the runner-up after or before the first quote, either order of ranking
-        for ranked in ([cand(row, 1.0), cand(row + 1, 0.95)], [cand(row + 1, 1.0), cand(row, 0.95)]):
-            [quote] = select_quotes(data, units, ranked, Scoring())
-            assert (quote.start, quote.end) == (units[row][0], units[row + 1][1])
-            assert text(row)[quote.start : quote.end] == quote.text
-        # well below the first: a separate quote, if any; in another paragraph: never joined
-        assert len(select_quotes(data, units, [cand(row, 1.0), cand(row + 1, 0.86)], Scoring())) == 2
-    quotes = select_quotes(data, units, [cand(far, 1.0), cand(far + 1, 0.99)], Scoring())
-    assert [(q.start, q.end) for q in quotes] == [units[far], units[far + 1]]
-    # a long pair stays two quotes
-    long = next(r for r in range(len(units) - 1) if beside(r) and units[r + 1][1] - units[r][0] > MAX_JOINED_QUOTE)
-    assert len(select_quotes(data, units, [cand(long, 1.0), cand(long + 1, 0.99)], Scoring())) == 2
-
-
-def test_a_key_value_line_is_quoted_with_its_record_unless_its_key_is_asked(tmp_path):
-    """In a Debian copyright file, "Files: gzip.1 zless.1" names what a stanza is about; its
-    "Copyright:" and "License:" lines hold the answer. A line whose key the question names
-    ("Source:") is the answer itself."""
-    from qa.answer import Candidate
-    from qa.quoting import Check, _record, make_quote
-
+def test_a_key_value_line_whose_key_is_asked_is_the_answer(tmp_path):
+    """In a Debian copyright file, a "Source:" line is the answer to a question that names its key."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     shutil.copy(DATA / "corpora" / "copyrights" / "gzip.txt", corpus)
     text = (corpus / "gzip.txt").read_text("utf-8")
-    span = lambda s: (text.index(s), text.index(s) + len(s))
-    stanza = "Files: gzip.1 zless.1\nCopyright: 1998-2022 Free Software Foundation, Inc.\n" \
-             "           1992-1993 Jean-loup Gailly\nLicense: FSF-manpages"
-    assert _record(text, *span("Files: gzip.1 zless.1")) == span(stanza)
-    assert _record(text, *span("License: FSF-manpages\n")[:1], span("License: FSF-manpages")[1]) == span(stanza)
-    header = span("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/")
-    assert _record(text, *span("Source: https://ftp.gnu.org/gnu/gzip")) == (header[0], span("Source: https://ftp.gnu.org/gnu/gzip")[1])
-    # a licence paragraph is one field and its text: no record
-    assert _record(text, *span("License: GFDL-1.3+-no-invariant\n Permission")[:1],
-                   span("License: GFDL-1.3+-no-invariant")[1] + 100) is None
-
     qa.build_index(corpus_dir=corpus, index_dir=tmp_path / "index", query_encoder=False)
-    bot = qa.load(tmp_path / "index")
-    data, units = bot.data, bot.units
-    row = next(r for r in range(len(units)) if units.text(r).startswith("Files: gzip.1"))
-    cand = Candidate(row, int(data.sentence_chunk[row]), 1.0, 1.0)
-    assert make_quote(data, units, cand, Check()).text == stanza
-    assert make_quote(data, units, cand, Check(key=lambda facts: True)).text == "Files: gzip.1 zless.1"
-    source = bot.ask("What is the Source of gzip?").quotes[0]
-    assert source.text == "Source: https://ftp.gnu.org/gnu/gzip"  # the key asked: the line alone
+    source = qa.load(tmp_path / "index").ask("What is the Source of gzip?").quotes[0]
+    assert source.text == "Source: https://ftp.gnu.org/gnu/gzip"
     assert text[source.start : source.end] == source.text
 
 
-def test_a_lead_in_is_quoted_with_what_it_introduces(tmp_path):
-    """A sentence that ends with a colon announces the answer (here, a command); quoted alone it holds none."""
-    from qa.answer import Candidate
-    from qa.quoting import make_quote
+def test_a_lead_in_or_a_title_is_known_as_one():
+    """A unit that only announces what follows (a lead-in ending with a colon, a title on a line of its
+    own) holds no answer itself: the ranker weighs that (the "introduces" feature)."""
     from qa.units import introduces
 
-    lines = (DATA / "corpora" / "techdocs" / "libcurl4-doc-TheArtOfHttpScripting.md").read_text("utf-8").splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("## Multiple HTTP methods"))
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "curl.md").write_text("\n".join(lines[start : start + 21]) + "\n", "utf-8")
-    qa.build_index(corpus_dir=corpus, index_dir=tmp_path / "index", query_encoder=False)
-    bot = qa.load(tmp_path / "index")
-    first = bot.ask("How do I send a HEAD request and then a GET in one curl command?").quotes[0]
-    assert first.text.startswith("To send first a HEAD and then\n a GET:")
-    assert first.text.endswith("curl -I http://example.com --next http://example.com")  # not the next example
-    assert bot.document(first.source).text[first.start : first.end] == first.text
-
-    # a command that follows a lead-in is quoted alone: it does not introduce the next example
-    data, units = bot.data, bot.units
-    row = next(r for r in range(len(units)) if units.text(r).startswith("curl -I"))
-    command = make_quote(data, units, Candidate(row, int(data.sentence_chunk[row]), 1.0, 1.0))
-    assert command.text == "curl -I http://example.com --next http://example.com"
-
+    lead_in = "To send first a HEAD and then\n a GET:"
+    assert introduces(lead_in + "\n\n    curl -I http://example.com --next http://example.com\n", 0, len(lead_in))
     # a title on a line of its own, numbered or not, introduces too (also in a CRLF file); a sentence,
     # a "Key: value" line, a list item, a command, or a short line inside a paragraph does not
     text = ("Intro.\n\n  A.5. Vote Counting\n\n    1. Each voter's ballot ranks the options.\n\nStatus: open\n\n"

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from qa.decision import DECISION_FILE, SIGNALS, Decision, load_decision, model_key
+from qa.decision import DECISION_FILE, NEVER_SURE, SIGNALS, Decision, load_decision, model_key
 from qa.embedding import MINILM_MODEL, MPNET_MODEL
 from qa.evaluate import load_suite
 
@@ -68,7 +68,7 @@ def test_the_shipped_decision_on_the_seed(seed_bot):
 def test_without_a_fitted_decision_no_answer_is_sure(seed_bot, monkeypatch):
     """A model nobody fitted a decision for (a folder given as --model): its scores mean nothing yet, so
     the bot shows the closest passage under the caveat rather than claim an answer or refuse one."""
-    monkeypatch.setattr(seed_bot, "decision", None)
+    monkeypatch.setattr(seed_bot, "decision", NEVER_SURE)
     answer = seed_bot.ask("How many member parliaments does the IPU have?")
     assert answer.outcome == "uncertain" and len(answer.quotes) == 1
     assert "179 national member parliaments" in answer.quotes[0].text and "not sure" in answer.text
