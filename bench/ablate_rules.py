@@ -34,26 +34,20 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
 
-    import qa
     from qa.answer import Scoring
-    from qa.bot import Bot
     from qa.cli import set_offline_env
-    from qa.evaluate import eval_index, evaluate, load_items, load_suite
+    from qa.evaluate import evaluate, suite_bots
 
     set_offline_env()
     hits: dict[str, dict[str, set[str]]] = {}  # variant -> set -> ids whose first quote holds the answer
     lengths: dict[str, list[int]] = {}
-    for name, corpus in load_suite(args.sets).items():
-        folder, _ = eval_index(name, corpus, args.model, args.cache)
-        loaded = qa.load(folder)
-        items = [i for i in load_items(args.sets / f"{name}.jsonl") if i.get("expect") is not None]
-        for variant in ("all", *RULES):
-            scoring = Scoring() if variant == "all" else replace(Scoring(), **{variant: False})
-            bot = Bot(loaded.data, loaded.encoder, scoring=scoring, decide=False)
-            report = evaluate(bot, items, split="tune")
+    for variant in ("all", *RULES):
+        scoring = Scoring() if variant == "all" else replace(Scoring(), **{variant: False})
+        for name, bot, items in suite_bots(args.sets, args.model, args.cache, scoring=scoring, decide=False):
+            report = evaluate(bot, [i for i in items if i.get("expect") is not None], split="tune")
             hits.setdefault(variant, {})[name] = {i.id for i in report.items if i.hit1}
             lengths.setdefault(variant, []).extend(len(i.quotes[0]) for i in report.items if i.quotes)
-        print(f"  {name}: {len(report.items)} answerable tune items", file=sys.stderr)
+            print(f"  {variant}, {name}: {len(report.items)} answerable tune items", file=sys.stderr)
 
     figures = {}
     print(f"| rule off | items gained by the rule | lost by it | net | sets gaining | median first quote (all on: "

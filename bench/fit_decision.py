@@ -38,18 +38,13 @@ COST = {
 
 def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
     """The signals and labels of every tune item of every set, asked with the decision off."""
-    import qa
-    from qa.bot import Bot
     from qa.cli import set_offline_env
-    from qa.evaluate import ask_item, eval_index, holds_answer, item_split, load_items, load_suite
+    from qa.evaluate import ask_item, holds_answer, item_split, suite_bots
 
     set_offline_env()
     rows = []
-    for name, corpus in load_suite(sets).items():
-        folder, _ = eval_index(name, corpus, model, cache)
-        loaded = qa.load(folder)
-        bot = Bot(loaded.data, loaded.encoder, decide=False)  # the shipped ranker; every outcome "answered"
-        for item in load_items(sets / f"{name}.jsonl"):
+    for name, bot, items in suite_bots(sets, model, cache, decide=False):  # the shipped ranker; all "answered"
+        for item in items:
             if item_split(item) != "tune":
                 continue
             answer, signals = ask_item(bot, item)

@@ -36,22 +36,17 @@ PENALTIES = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)
 
 def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
     """One row per answerable tune item whose last turn found candidates: set, id, features, labels."""
-    import qa
     from qa.answer import Candidate
     from qa.quoting import make_quote, paragraph_quote
-    from qa.bot import Bot
     from qa.cli import set_offline_env
-    from qa.evaluate import converse, eval_index, holds_answer, item_split, load_items, load_suite
+    from qa.evaluate import converse, holds_answer, item_split, suite_bots
     from qa.ranking import HAND
 
     set_offline_env()
     rows = []
-    for name, corpus in load_suite(sets).items():
-        folder, _ = eval_index(name, corpus, model, cache)
-        loaded = qa.load(folder)
-        bot = Bot(loaded.data, loaded.encoder, ranker=HAND, decide=False)
+    for name, bot, items in suite_bots(sets, model, cache, ranker=HAND, decide=False):
         started, kept = time.perf_counter(), 0
-        for item in load_items(sets / f"{name}.jsonl"):
+        for item in items:
             if item_split(item) != "tune" or item.get("expect") is None:
                 continue
             history = converse(bot, item["turns"][:-1])[2]

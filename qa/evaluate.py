@@ -27,7 +27,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .errors import QAError
 
@@ -310,3 +310,15 @@ def load_suite(folder: str | Path) -> dict[str, Path]:
             raise QAError(f"{folder / SUITE_FILE} names set {name!r} but {folder / (name + '.jsonl')} does not exist")
         suite[name] = (folder / corpus).resolve()
     return suite
+
+
+def suite_bots(folder: str | Path, model: str | None = None, cache: str | Path | None = None,
+               **settings) -> Iterator[tuple[str, object, list[dict]]]:
+    """Each set of a suite folder (load_suite): its name, a Bot over its corpus's evaluation index
+    (eval_index; settings are the Bot's: ranker, scoring, decide), and its items. The tuning tools'
+    one way in (bench/fit_ranker.py, bench/fit_decision.py, bench/ablate_rules.py)."""
+    from .bot import Bot, load
+
+    for name, corpus in load_suite(folder).items():
+        loaded = load(eval_index(name, corpus, model, cache)[0])
+        yield name, Bot(loaded.data, loaded.encoder, **settings), load_items(Path(folder) / f"{name}.jsonl")

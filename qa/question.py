@@ -52,22 +52,28 @@ class Hint:
     earliest: bool = False  # full weight only for the first passing sentence of a document
 
 
+# The question forms that ask for a kind of sentence, first match wins: (form, hint name, the sentence's fact).
+_FORMS = (
+    (english.ASKS_NUMBER, "number", lambda f: f.number),
+    (english.ASKS_FREQUENCY, "frequency", lambda f: f.frequency),
+    (english.ASKS_TIME, "time", lambda f: f.time),
+    (english.ASKS_PLACE, "place", lambda f: f.place),
+)
+
+
 def question_hints(question: str, terms_of: Callable[[str], list[str]]) -> list[Hint]:
     """What the question's form says a good answer looks like: a number for "how many", a frequency for
-    "how often", a time for "when", a place for "where", the thing named after "which", a definition
-    for "what is X", a "Key: value" line whose key the question names. Each is a bonus, never a filter."""
+    "how often", a time for "when", a place for "where" (_FORMS), else the thing named after "which" or a
+    definition for "what is X"; and a "Key: value" line whose key the question names. Each is a ranking
+    feature, never a filter."""
     hints = []
-    if english.ASKS_NUMBER.search(question):
-        hints.append(Hint("number", lambda f: f.number))
-        if (counted := english.COUNTED.search(question)) and (thing := frozenset(terms_of(counted.group(1)))):
+    form = next(((name, test) for pattern, name, test in _FORMS if pattern.search(question)), None)
+    if form:
+        hints.append(Hint(*form))
+        if form[0] == "number" and (counted := english.COUNTED.search(question)) and (
+                thing := frozenset(terms_of(counted.group(1)))):
             # a number counting what is asked ("179 national member parliaments") beats any number
             hints.append(Hint("counted", lambda f: not f.counted_terms.isdisjoint(thing)))
-    elif english.ASKS_FREQUENCY.search(question):
-        hints.append(Hint("frequency", lambda f: f.frequency))
-    elif english.ASKS_TIME.search(question):
-        hints.append(Hint("time", lambda f: f.time))
-    elif english.ASKS_PLACE.search(question):
-        hints.append(Hint("place", lambda f: f.place))
     elif (kind := english.ASKS_KIND.search(question)) and (wanted := terms_of(kind.group(1))):
         hints.append(Hint("kind", lambda f: wanted[0] in f.terms))
     elif (subject := english.ASKS_DEFINITION.match(question)) and (named := terms_of(subject.group(1))):
