@@ -21,6 +21,8 @@ STAGES = [
     ["embedding"],
     ["index"],
     ["retrieval"],
+    ["store"],
+    ["vectors"],
     ["build"],
     ["answer", "units", "question"],
     ["ranking"],
