@@ -31,10 +31,11 @@ from pathlib import Path
 from . import index as _index
 from .chunking import Chunk, ChunkerSettings, chunk_document, sentence_embedding_texts, unit_spans
 from .corpus import TEXT_SUFFIXES, Corpus, Document, file_hash, load_corpus
-from .embedding import DEFAULT_MODEL, Embedder, OnnxEmbedder, SentenceTransformerEmbedder, token_counter
+from .embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
 from .errors import CorpusError, ModelError
 from .extract import EXTRACTOR_VERSION
 from .index import FORMAT_VERSION, MANIFEST, _document, _json_lines, read_manifest, sha256_file
+from .models import DEFAULT_MODEL, token_counter
 from .retrieval import build_lexicons
 from .store import atomic_write, build_lock, collect_garbage, link_encoder, put, put_dir, write_jsonl
 from .vectors import Progress, embed_and_write, previous_vectors, rows_for

@@ -23,8 +23,9 @@ import pytest
 
 import qa
 from qa.chunking import CHUNKER_VERSION, ChunkerSettings, embedding_text, sentence_embedding_texts
-from qa.embedding import DEFAULT_MODEL, OnnxEmbedder
+from qa.embedding import OnnxEmbedder
 from qa.extract import EXTRACTOR_VERSION
+from qa.models import DEFAULT_MODEL
 from qa.build import build_index
 from qa.index import (
     FORMAT_VERSION, LOCK, MANIFEST, SENTENCE_DESIGN, SENTENCE_DESIGNS, load_index, read_manifest, staleness,

@@ -18,6 +18,7 @@ STAGES = [
     ["errors", "english"],
     ["extract", "corpus"],
     ["chunking"],
+    ["models"],
     ["embedding"],
     ["index"],
     ["retrieval"],
