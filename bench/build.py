@@ -50,7 +50,7 @@ _ST_PASS = """
 import json, sys, time
 started = time.perf_counter()
 from sentence_transformers import SentenceTransformer
-from qa.embedding import resolve_model
+from qa.models import resolve_model
 model = SentenceTransformer(str(resolve_model(sys.argv[2])), device="cpu")
 loaded = time.perf_counter()
 texts = json.loads(open(sys.argv[1], encoding="utf-8").read())
@@ -131,7 +131,7 @@ def main() -> int:
     p.add_argument("--no-write", action="store_true", help="print only; leave results.json alone")
     args = p.parse_args()
     set_env()
-    from qa.embedding import DEFAULT_MODEL
+    from qa.models import DEFAULT_MODEL
 
     model = args.model or DEFAULT_MODEL
     env = child_env()

@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
+import tempfile
 import time
-import urllib.error
-import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from measure import PYTHON, ROOT, child_env, proc_status, summary
+from served_app import App, client, serve
 
 QUESTION = "When was the IPU founded?"
 HEAVY = ("torch", "sentence_transformers", "transformers", "gradio")
@@ -108,27 +109,6 @@ def _phases(index_dir: Path) -> dict | None:
     return {"steps": steps, "heavy": result["heavy"], "encoder": result["encoder"]}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_200(url: str, proc: subprocess.Popen, timeout: float) -> float | None:
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if proc.poll() is not None:
-            return None
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return time.perf_counter()
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            pass
-        time.sleep(0.01)
-    return None
-
-
 def _torch_mapped(pid: int) -> bool:
     try:
         return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
@@ -136,29 +116,13 @@ def _torch_mapped(pid: int) -> bool:
         return False
 
 
-def _start_app(index_dir: Path, timeout: float = 90) -> tuple[subprocess.Popen, str, float]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/"
-    start = time.perf_counter()
-    proc = subprocess.Popen([PYTHON, "app.py", "--index", str(index_dir), "--port", str(port)], cwd=ROOT,
-                            env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ready = _wait_for_200(url, proc, timeout)
-    if ready is None:
-        _stop(proc)
-        err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-        raise RuntimeError(f"app.py did not answer HTTP 200 within {timeout:.0f} s: {err}")
-    return proc, url, ready - start
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """End the app we started (by its own pid), politely first."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+@contextmanager
+def _served(index_dir: Path) -> Iterator[tuple[App, float]]:
+    """app.py on the index, and the seconds from its launch to its first HTTP 200 on `/`; stopped after."""
+    with tempfile.TemporaryDirectory(prefix="qa-cold-") as tmp:
+        start = time.perf_counter()
+        with serve("--index", str(index_dir), workdir=Path(tmp), guard=False, env=child_env()) as app:
+            yield app, time.perf_counter() - start
 
 
 def app(index_dir: Path, runs: int = 3) -> dict:
@@ -167,13 +131,10 @@ def app(index_dir: Path, runs: int = 3) -> dict:
         return {"missing": True}
     times, torch_loaded = [], False
     for run_no in range(runs + 1):
-        proc, url, seconds = _start_app(index_dir)
-        try:
+        with _served(index_dir) as (served, seconds):
             if run_no:
                 times.append(seconds)
-            torch_loaded |= _torch_mapped(proc.pid)
-        finally:
-            _stop(proc)
+            torch_loaded |= _torch_mapped(served.proc.pid)
     return {"to_200_s": summary(times), "torch_loaded": torch_loaded}
 
 
@@ -181,15 +142,13 @@ def app_memory(index_dir: Path, questions: list[str]) -> dict:
     """The app's RSS after start and after answering every question twice through /chat."""
     if not (ROOT / "app.py").is_file():
         return {"missing": True}
-    proc, url, _ = _start_app(index_dir)
-    try:
-        out = {"after_start": proc_status(proc.pid)}
-        out |= _warm_up(url, questions)
-        out["after_warm_up"] = proc_status(proc.pid)
-        out["torch_loaded"] = _torch_mapped(proc.pid)
-        out["idle_cpu_share"] = _idle_cpu(proc.pid)
-    finally:
-        _stop(proc)
+    with _served(index_dir) as (served, _):
+        pid = served.proc.pid
+        out = {"after_start": proc_status(pid)}
+        out |= _warm_up(served.url, questions)
+        out["after_warm_up"] = proc_status(pid)
+        out["torch_loaded"] = _torch_mapped(pid)
+        out["idle_cpu_share"] = _idle_cpu(pid)
     return out
 
 
@@ -206,13 +165,11 @@ def _idle_cpu(pid: int, seconds: float = 10.0) -> float:
 
 def _warm_up(url: str, questions: list[str]) -> dict:
     """Every question through the app's /chat API (each twice), as a user's session would."""
-    from gradio_client import Client
-
-    client = Client(url, verbose=False)
+    chat = client(url)
     started, answered = time.perf_counter(), 0
     for _ in range(2):
         for q in questions:
-            client.predict(q, [], api_name="/chat")
+            chat.predict(q, [], api_name="/chat")
             answered += 1
     return {"warm_up_requests": answered, "warm_up_s": time.perf_counter() - started}
 
@@ -222,8 +179,7 @@ LIBRARY_RSS = r"""
 import json, sys
 import qa
 sys.path.insert(0, sys.argv[2])
-from measure import proc_status
-from warm import dev_items
+from measure import dev_items, proc_status
 bot = qa.load(sys.argv[1])
 for _ in range(2):
     for item in dev_items():

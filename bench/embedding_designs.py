@@ -58,7 +58,8 @@ def long_title() -> None:
     """Cosine of the question with the stipend sentence: alone, placed (embedded on its own after its
     title and section), and late (pooled from its chunk's pass), under a long, a short and no title."""
     from qa.chunking import embedding_text
-    from qa.embedding import DEFAULT_MODEL, OnnxEmbedder
+    from qa.embedding import OnnxEmbedder
+    from qa.models import DEFAULT_MODEL
 
     model = OnnxEmbedder.for_model(DEFAULT_MODEL)
     q = model.embed([QUESTION])[0]

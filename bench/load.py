@@ -27,24 +27,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from measure import ROOT, app_processes, child_env, cpu_seconds, machine, memory_line, percentile, proc_status, \
-    queueing_floor_ms, set_env
+from measure import ROOT, app_processes, ask_median_ms, child_env, cpu_per_request, dev_items, latency_ms, machine, \
+    memory_line, proc_status, queueing_floor_ms, set_env
+from served_app import client, serve, status
 
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "load_results.md"
-DEV_SET = ROOT / "tests" / "data" / "dev.jsonl"
 CANARY = ("How many member parliaments does the IPU have?", "179 national member parliaments")
 
 
@@ -77,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def conversations() -> list[list[str]]:
     """The dev set's conversations, follow-ups included."""
-    return [json.loads(line)["turns"] for line in DEV_SET.read_text("utf-8").splitlines() if line.strip()]
+    return [item["turns"] for item in dev_items()]
 
 
 def session_plan(offset: int, turns: int) -> list[list[str]]:
@@ -108,48 +105,6 @@ class Expected:
             if key not in self._cache:
                 self._cache[key] = self.bot.ask(question, history=history).text
             return self._cache[key]
-
-
-# ---- the app --------------------------------------------------------------------------------------
-
-
-def _status(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return None
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(index: Path, port: int, log: Path, app: Path = ROOT / "app.py", workers: int | None = None) -> subprocess.Popen:
-    extra = ["--workers", str(workers)] if workers is not None else []
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, str(app), "--index", str(index), "--port", str(port), *extra],
-                                cwd=log.parent, env=child_env(PYTHONUNBUFFERED="1"), stdout=out,
-                                stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    while _status(f"http://127.0.0.1:{port}/") != 200:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit(f"app.py did not start:\n{log.read_text(errors='replace')}")
-        time.sleep(0.2)
-    return proc
-
-
-def client(url: str, **kwargs):
-    from gradio_client import Client
-
-    return Client(url, verbose=False, analytics_enabled=False, **kwargs)
 
 
 # ---- the three parts ------------------------------------------------------------------------------
@@ -189,24 +144,20 @@ def run_load(url: str, pid: int, expected: Expected, sessions: int, turns: int) 
                         mismatches.append(question)
                 history = history + [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
 
-    pids = [pid] + [p["pid"] for p in app_processes(pid) if p["role"] == "worker"]
-    began, server_cpu, client_cpu = time.perf_counter(), cpu_seconds(*pids), time.process_time()
-    threads = [threading.Thread(target=session, args=(n,)) for n in range(sessions)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - began
-    server_cpu, client_cpu = cpu_seconds(*pids) - server_cpu, time.process_time() - client_cpu
+    with cpu_per_request(pid, sessions * turns) as cpu:
+        began = time.perf_counter()
+        threads = [threading.Thread(target=session, args=(n,)) for n in range(sessions)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - began
     for c in clients:
         c.close()
     return {
         "sessions": sessions, "turns": turns, "requests": sessions * turns, "answered": len(latencies),
-        "errors": errors, "mismatches": mismatches, "seconds": wall,
-        "p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
-        "max_ms": max(latencies) * 1000 if latencies else float("nan"),
-        "per_second": len(latencies) / wall if wall else float("nan"),
-        "server_cpu_ms": server_cpu / (sessions * turns) * 1000, "client_cpu_ms": client_cpu / (sessions * turns) * 1000,
+        "errors": errors, "mismatches": mismatches, "seconds": wall, **latency_ms(latencies),
+        "per_second": len(latencies) / wall if wall else float("nan"), **cpu,
         "load_avg": round(os.getloadavg()[0], 2), "processes": app_processes(pid),
     }
 
@@ -232,7 +183,7 @@ def run_overload(url: str, expected: Expected, callers: int) -> dict:
             continue
         answered += 1
         wrong += reply != answer
-    up = _status(url)
+    up = status(url)
     canary = client(url).predict(CANARY[0], [], api_name="/chat")
     overloaded.close()
     return {"callers": callers, "answered": answered, "busy": busy, "errors": errors, "wrong": wrong,
@@ -378,23 +329,6 @@ load average at start {', '.join(str(x) for x in info['load_avg'])}</sub>
 """
 
 
-def ask_median_ms(index: Path) -> float:
-    """bot.ask in this process, median over the dev questions asked 3 times warm: the floor's unit."""
-    import qa
-
-    bot = qa.load(index, check_stale=False)
-    questions = [convo[0] for convo in conversations()]
-    for q in questions:
-        bot.ask(q)
-    times = []
-    for _ in range(3):
-        for q in questions:
-            began = time.perf_counter()
-            bot.ask(q)
-            times.append(time.perf_counter() - began)
-    return statistics.median(times) * 1000
-
-
 def load_line(load: dict) -> str:
     return (f"{load['answered']} answered in {load['seconds']:.1f} s ({load['per_second']:.1f} req/s), "
             f"p50 {load['p50_ms']:.0f} ms, p95 {load['p95_ms']:.0f} ms = {load['p95_ms'] / load['floor_ms']:.2f} x the "
@@ -423,12 +357,13 @@ def main(argv: list[str] | None = None) -> int:
             index = work / "index"
             print(f"building {args.corpus} into {index} …", flush=True)
             qa.build_index(corpus_dir=args.corpus, index_dir=index)
-        port = args.port or _free_port()
-        url = f"http://127.0.0.1:{port}/"
         expected = Expected(index)
-        ask_ms = ask_median_ms(index)  # the same minute as the load
-        proc = start_app(index, port, work / "app.log", args.app, args.app_workers)
-        try:
+        # the same minute as the load
+        ask_ms = ask_median_ms(index, [convo[0] for convo in conversations()], rounds=3, check_stale=False)
+        workers = ["--workers", str(args.app_workers)] if args.app_workers is not None else []
+        with serve("--index", str(index.resolve()), *workers, workdir=work, guard=False, env=child_env(), app=args.app,
+                   port=args.port) as served:
+            url, proc = served.url, served.proc
             print(f"{args.app} on {url} (pid {proc.pid}, --workers {args.app_workers if args.app_workers is not None else 'default'})",
                   flush=True)
             if "load" in args.parts:
@@ -450,13 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  RSS of the app and its workers {memory['rss_warm_mb']:.0f} MB -> {memory['rss_after_mb']:.0f} MB "
                       f"({memory['growth_mb']:+.1f} MB) in {memory['seconds']:.0f} s", flush=True)
             alive = proc.poll() is None
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log = (work / "app.log").read_text("utf-8", errors="replace")
+        log = served.output()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

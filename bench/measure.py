@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -10,9 +11,14 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+DEV_SET = ROOT / "tests" / "data" / "dev.jsonl"
+# tests/served_app.py starts app.py and waits for it, for the tests and the benchmarks alike.
+if str(ROOT / "tests") not in sys.path:
+    sys.path.append(str(ROOT / "tests"))
 
 # What every process started by a benchmark sees: offline, quiet, and qa importable from the work tree.
 CHILD_ENV = {
@@ -57,6 +63,13 @@ def summary(values: list[float]) -> dict:
         "min": min(values) if values else float("nan"),
         "n": len(values),
     }
+
+
+def latency_ms(seconds: list[float]) -> dict[str, float]:
+    """p50, p95, p99 and max of latencies given in seconds, in ms (nan for none)."""
+    values = [x * 1000 for x in seconds]
+    return {"p50_ms": percentile(values, 50), "p95_ms": percentile(values, 95), "p99_ms": percentile(values, 99),
+            "max_ms": max(values, default=float("nan"))}
 
 
 @contextmanager
@@ -191,6 +204,23 @@ def app_processes(pid: int) -> list[dict]:
     return out
 
 
+def worker_pids(pid: int) -> list[int]:
+    """The app's (pid) worker processes."""
+    return [p["pid"] for p in app_processes(pid) if p["role"] == "worker"]
+
+
+@contextmanager
+def cpu_per_request(pid: int, requests: int) -> Iterator[dict[str, float]]:
+    """CPU ms per request over the block, in the dict yielded (filled when the block ends): of the app (pid)
+    and its workers ("server_cpu_ms") and of this process, the clients ("client_cpu_ms"). On a shared
+    machine it says where a request's cost goes better than latency does."""
+    pids = [pid, *worker_pids(pid)]
+    server, client, out = cpu_seconds(*pids), time.process_time(), {}
+    yield out
+    out["server_cpu_ms"] = (cpu_seconds(*pids) - server) / requests * 1000
+    out["client_cpu_ms"] = (time.process_time() - client) / requests * 1000
+
+
 def memory_line(processes: list[dict]) -> str:
     """"app 218 / 174, 2 workers 557 / 512 + 557 / 512, tracker 13 / 7; total 1345 / 1205 MB (RSS / PSS)"."""
     parts = []
@@ -207,3 +237,25 @@ def queueing_floor_ms(clients: int, ask_ms: float, cores: int | None = None) -> 
     """The wait of the last of `clients` simultaneous questions if the cores did nothing but answer, one
     in-process ask at a time each: clients x ask / cores. A p95 below it is impossible."""
     return clients * ask_ms / (cores or os.cpu_count() or 1)
+
+
+def dev_items(path: Path = DEV_SET) -> list[dict]:
+    """The dev set's items: {"turns": [a question and its follow-ups], …}."""
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def ask_median_ms(index: Path, questions: list[str], rounds: int, check_stale: bool = True) -> float:
+    """bot.ask in this process, median over the questions asked `rounds` times after a first, uncounted
+    round: the unit of the queueing floor."""
+    import qa
+
+    bot = qa.load(index, check_stale=check_stale)
+    for q in questions:
+        bot.ask(q)
+    times = []
+    for _ in range(rounds):
+        for q in questions:
+            began = time.perf_counter()
+            bot.ask(q)
+            times.append(time.perf_counter() - began)
+    return statistics.median(times) * 1000

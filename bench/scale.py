@@ -43,7 +43,8 @@ EF_SEARCH = (32, 64, 128, 256, 512)
 def build(corpus: Path, index: Path, embedder: str, encoder: Path | None) -> dict:
     set_env()
     import qa
-    from qa.embedding import MINILM_MODEL, OnnxEmbedder, SentenceTransformerEmbedder
+    from qa.embedding import OnnxEmbedder, SentenceTransformerEmbedder
+    from qa.models import MINILM_MODEL
 
     options = {"model": MINILM_MODEL}  # the scale figures are MiniLM's (384-d)
     if embedder == "onnx":

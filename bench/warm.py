@@ -7,16 +7,9 @@ burst of load from another process on this shared machine falls on all of them a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from measure import ROOT, Timed, load_avg, ms, stopwatch, summary
-
-DEV_SET = ROOT / "tests" / "data" / "dev.jsonl"
-
-
-def dev_items(path: Path = DEV_SET) -> list[dict]:
-    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+from measure import ROOT, Timed, dev_items, load_avg, ms, stopwatch, summary
 
 
 def build_seed(index_dir: Path) -> dict:

@@ -426,7 +426,7 @@ def refresh_eval(model: str | None) -> None:
     """Run both halves of every question set and save them in docs/data (takes minutes: builds indexes)."""
     git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     commit = git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "--", "qa") else "")
-    name = model or subprocess.run([sys.executable, "-c", "from qa.embedding import DEFAULT_MODEL; print(DEFAULT_MODEL)"],
+    name = model or subprocess.run([sys.executable, "-c", "from qa.models import DEFAULT_MODEL; print(DEFAULT_MODEL)"],
                                    cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     for split in ("test", "tune"):
         command = [sys.executable, "-m", "qa", "eval", "tests/data/sets", "--split", split, "--json"]

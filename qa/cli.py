@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build(args) -> int:
-    from .embedding import DEFAULT_MODEL
     from .build import build_index
+    from .models import DEFAULT_MODEL
 
     report = build_index(
         corpus_dir=args.corpus, index_dir=args.index, model=args.model or DEFAULT_MODEL,

@@ -285,7 +285,7 @@ def format_report(report: Report, split: str | None = None) -> str:
 def eval_index(name: str, corpus: str | Path, model: str | None = None, cache: str | Path | None = None):
     """An index of corpus for evaluation, kept in the cache (default: qa/eval under $XDG_CACHE_HOME or
     ~/.cache) as <name>-<model> and updated incrementally: (its folder, the build's report)."""
-    from .embedding import DEFAULT_MODEL
+    from .models import DEFAULT_MODEL
     from .build import build_index
 
     model = model or DEFAULT_MODEL

@@ -1,4 +1,4 @@
-"""Load, verify and hold an index folder (qa/build.py writes it).
+"""Load, verify and hold an index folder (qa/build.py writes it, through qa/vectors.py and qa/store.py).
 
 Layout of `index/` (no pickle anywhere):
 - `manifest.json`: format version, model name and dimension, chunker settings, how the sentence

@@ -2,7 +2,8 @@
 
 `serve()` runs app.py in a subprocess in a chosen working folder, with the environment a user has and
 (by default) a guard that records every non-loopback connection or name lookup the server attempts
-(netguard.py, installed by a sitecustomize.py). `ChatPage` is a Chromium tab on it, driven by Playwright; the
+(netguard.py, installed by a sitecustomize.py). The benchmarks in bench/ start the app with it too
+(bench/measure.py puts this folder on sys.path). `ChatPage` is a Chromium tab on it, driven by Playwright; the
 `browser` fixture in conftest.py launches Debian's Chromium (never `playwright install`: it downloads
 browsers).
 """
@@ -26,6 +27,7 @@ from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 180  # a hang guard, not a timing: a stale index is rebuilt before the server starts
+
 
 def write_guard(folder: Path) -> Path:
     """A folder holding the network guard (netguard.py) and a sitecustomize.py that installs it at
@@ -70,8 +72,11 @@ class App:
     proc: subprocess.Popen
     log: Path
     net_log: Path | None
+    copier: threading.Thread | None = None  # copies the app's output into log
 
     def output(self) -> str:
+        if self.copier is not None and self.proc.poll() is not None:
+            self.copier.join(timeout=15)  # the last lines the app wrote before it exited
         return self.log.read_text("utf-8", errors="replace")
 
     def workers(self) -> list[int]:
@@ -101,15 +106,17 @@ def app_env(guard: Path | None = None, net_log: Path | None = None) -> dict[str,
 _RUNNING = re.compile(r"Running on local URL:  (http://127\.0\.0\.1:(\d+)/)")
 
 
-def start(*args: str, workdir: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, re.Match | None]:
-    """`python app.py --port 0 *args` in workdir, its output copied to log; returns once it says where it
-    listens ((proc, the match of that line)) or has exited ((proc, None)).
+def start(*args: str, workdir: Path, env: dict[str, str], log: Path, app: Path = ROOT / "app.py",
+          port: int = 0) -> tuple[subprocess.Popen, re.Match | None, threading.Thread]:
+    """`python app.py --port port *args` in workdir, its output copied to log (by the thread returned);
+    returns once it says where it listens ((proc, the match of that line, …)) or has exited ((proc, None, …)).
 
     Port 0 lets the app take a free port itself and say which: a port picked here and closed before
-    the app binds it could be taken by then.
+    the app binds it could be taken by then. `app` may be another checkout's app.py (a benchmark's baseline).
     """
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", "0", *args], cwd=workdir,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen([sys.executable, str(app), "--port", str(port), *args], cwd=workdir,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**env, "PYTHONUNBUFFERED": "1"})  # the line saying where it listens comes at once
     found: list[re.Match] = []
     ready = threading.Event()
 
@@ -123,12 +130,13 @@ def start(*args: str, workdir: Path, env: dict[str, str], log: Path) -> tuple[su
                     ready.set()
         ready.set()
 
-    threading.Thread(target=copy, daemon=True).start()
+    copier = threading.Thread(target=copy, daemon=True)
+    copier.start()
     if not ready.wait(STARTUP_SECONDS):
         stop(proc)
         raise AssertionError(f"app.py did not say where it listens within {STARTUP_SECONDS} s:\n"
                              f"{log.read_text('utf-8', errors='replace')}")
-    return proc, (found[0] if found else None)
+    return proc, (found[0] if found else None), copier
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -141,20 +149,22 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def serve(*args: str, workdir: Path, guard: bool = True, env: dict[str, str] | None = None) -> Iterator[App]:
-    """`python app.py --port 0 *args` in workdir, with env added to a user's; yields once it listens and
-    answers 200; always stops it."""
+def serve(*args: str, workdir: Path, guard: bool = True, env: dict[str, str] | None = None,
+          app: Path = ROOT / "app.py", port: int = 0) -> Iterator[App]:
+    """`python app.py --port port *args` in workdir (its log there too), with env added to a user's; yields
+    once it listens and answers 200; always stops it."""
     log = Path(tempfile.mkstemp(dir=workdir, prefix="app-", suffix=".log")[1])
     net_log = log.with_suffix(".net.log") if guard else None
     env = {**app_env(write_guard(workdir / "guard") if guard else None, net_log), **(env or {})}
-    proc, running = start(*args, workdir=workdir, env=env, log=log)
+    proc, running, copier = start(*args, workdir=workdir, env=env, log=log, app=app, port=port)
     try:
         if running is None:
             proc.wait(timeout=15)
+            copier.join(timeout=15)
             raise AssertionError(f"app.py exited with {proc.returncode}:\n{log.read_text('utf-8', errors='replace')}")
-        app = App(running.group(1), int(running.group(2)), proc, log, net_log)
-        assert status(app.url, timeout=30) == 200, app.output()
-        yield app
+        served = App(running.group(1), int(running.group(2)), proc, log, net_log, copier)
+        assert status(served.url, timeout=30) == 200, served.output()
+        yield served
     finally:
         stop(proc)
 

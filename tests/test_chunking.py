@@ -1,6 +1,6 @@
 """The chunker: sections, sentences, the model's window, and offsets that are the truth.
 
-The window is measured with the real model's tokenizer (qa.embedding.token_counter), on the
+The window is measured with the real model's tokenizer (qa.models.token_counter), on the
 text the model is given (qa.chunking.embedding_text), for the seed and for tests/data/messy/.
 """
 
@@ -15,7 +15,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from qa.chunking import ChunkerSettings, SECTION_SEPARATOR, chunk_document, embedding_text, split_sentences
 from qa.corpus import Document, content_hash, document_title, load_corpus
-from qa.embedding import DEFAULT_MODEL, MAX_SEQ_LENGTH, token_counter
+from qa.models import DEFAULT_MODEL, MAX_SEQ_LENGTH, token_counter
 
 from conftest import DATA, SEED_CORPUS
 

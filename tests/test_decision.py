@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from qa.decision import DECISION_FILE, NEVER_SURE, SIGNALS, Decision, load_decision, model_key
-from qa.embedding import MINILM_MODEL, MPNET_MODEL
 from qa.evaluate import load_suite
+from qa.models import MINILM_MODEL, MPNET_MODEL
 
 from conftest import DATA
 

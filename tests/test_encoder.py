@@ -14,8 +14,9 @@ import pytest
 
 import qa
 from qa.chunking import embedding_text
-from qa.embedding import DEFAULT_MODEL, MINILM_MODEL, OnnxEmbedder, SentenceTransformerEmbedder, model_cache
+from qa.embedding import OnnxEmbedder, SentenceTransformerEmbedder
 from qa.index import SENTENCE_DESIGN, load_index
+from qa.models import DEFAULT_MODEL, MINILM_MODEL, model_cache
 
 from conftest import DEV_SET, ROOT
 

@@ -290,7 +290,7 @@ def test_monitoring_is_closed(app, path):
 
 
 def _file_paths(app, seed_index: Path) -> list[str]:
-    from qa.embedding import DEFAULT_MODEL, resolve_model
+    from qa.models import DEFAULT_MODEL, resolve_model
 
     model = resolve_model(DEFAULT_MODEL)
     app_dir = app.log.parent  # the app's working folder

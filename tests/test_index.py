@@ -23,8 +23,9 @@ import pytest
 
 import qa
 from qa.chunking import CHUNKER_VERSION, ChunkerSettings, embedding_text, sentence_embedding_texts
-from qa.embedding import DEFAULT_MODEL, OnnxEmbedder
+from qa.embedding import OnnxEmbedder
 from qa.extract import EXTRACTOR_VERSION
+from qa.models import DEFAULT_MODEL
 from qa.build import build_index
 from qa.index import (
     FORMAT_VERSION, LOCK, MANIFEST, SENTENCE_DESIGN, SENTENCE_DESIGNS, load_index, read_manifest, staleness,
@@ -247,12 +248,12 @@ def test_a_large_corpus_gets_an_hnsw_index_that_answers_like_exact_search(seed_i
     """The approximate index, on the seed: only its size is beside the point, so the threshold is lowered."""
     import faiss
 
-    import qa.build
     import qa.index
+    import qa.vectors
 
     folder = tmp_path / "index"
     copy_index(seed_index, folder)
-    monkeypatch.setattr(qa.build, "HNSW_THRESHOLD", 2)
+    monkeypatch.setattr(qa.vectors, "HNSW_THRESHOLD", 2)
     report = build_index(corpus_dir=seed_bot.manifest["corpus_dir"], index_dir=folder)
     assert report.index_type == "hnsw" and report.embedded == 0  # same vectors, other index
     assert read_manifest(folder)["index_type"] == "hnsw"
@@ -586,7 +587,7 @@ def test_concurrent_builds_into_one_folder_leave_a_loadable_index(tmp_path, monk
     (second_corpus / "later.txt").write_text("Later\n\nWritten by the second build.\n", "utf-8")
     index = tmp_path / "index"
     paused, resume, second_blocked = threading.Event(), threading.Event(), threading.Event()
-    atomic_write, flock = qa.build._atomic_write, fcntl.flock
+    atomic_write, flock = qa.build.atomic_write, fcntl.flock
 
     def pausing_atomic_write(path, write):
         if threading.current_thread().name == "first":  # data files written, manifest not yet
@@ -602,7 +603,7 @@ def test_concurrent_builds_into_one_folder_leave_a_loadable_index(tmp_path, monk
                 second_blocked.set()
         return flock(f, operation)
 
-    monkeypatch.setattr(qa.build, "_atomic_write", pausing_atomic_write)
+    monkeypatch.setattr(qa.build, "atomic_write", pausing_atomic_write)
     monkeypatch.setattr(fcntl, "flock", observed_flock)
     errors = []
 
@@ -727,10 +728,11 @@ def test_cli_build_error_is_one_line_and_a_failure_code(tmp_path, capsys):
 
 def test_loading_an_index_imports_nothing_that_builds_one():
     """qa/index.py loads, qa/build.py writes: the loader needs neither the builder nor retrieval
-    (no import cycle: retrieval and build import index, never the other way round)."""
+    (no import cycle: retrieval and build, with its store and vectors, import index, never the other way round)."""
     import subprocess
 
-    code = "import sys, qa.index; print(sorted(m for m in sys.modules if m in ('qa.build', 'qa.retrieval', 'qa.embedding')))"
+    builders = "'qa.build', 'qa.store', 'qa.vectors', 'qa.retrieval', 'qa.embedding'"
+    code = f"import sys, qa.index; print(sorted(m for m in sys.modules if m in ({builders})))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -740,15 +742,15 @@ def test_a_build_in_small_windows_writes_the_index_one_window_writes(small, tmp_
     """Vectors are embedded and streamed to disk a window of chunks at a time (memory does not grow with
     the corpus). Windows of 2 chunks, a document repeated under another name (its chunks' vectors come
     back from an earlier window's rows, not from the model again): the same index as one window."""
-    import qa.build
+    import qa.vectors
 
     corpus = tmp_path / "corpus"
     shutil.copytree(small[0], corpus)
     shutil.copy(corpus / "wrapped-crlf.txt", corpus / "notes" / "again.txt")
     whole, windows = tmp_path / "whole", tmp_path / "windows"
     r1 = build_index(corpus_dir=corpus, index_dir=whole, embedder=CountingEmbedder())
-    monkeypatch.setattr(qa.build, "WINDOW", 2)
-    monkeypatch.setattr(qa.build, "STEP", 3)
+    monkeypatch.setattr(qa.vectors, "WINDOW", 2)
+    monkeypatch.setattr(qa.vectors, "STEP", 3)
     counting = CountingEmbedder()
     r2 = build_index(corpus_dir=corpus, index_dir=windows, embedder=counting)
     a, b = load_index(whole), load_index(windows)

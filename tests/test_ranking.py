@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from qa.decision import model_key
-from qa.embedding import MINILM_MODEL, MPNET_MODEL
 from qa.evaluate import load_suite
+from qa.models import MINILM_MODEL, MPNET_MODEL
 from qa.ranking import FEATURES, HAND, RANKER_FILE, Ranker, load_ranker
 
 from conftest import DATA

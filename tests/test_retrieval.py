@@ -13,7 +13,7 @@ from qa.retrieval import MODES, RRF_K, rrf, top_k
 def bots(seed_corpus, tmp_path_factory) -> dict:
     """The seed under MiniLM: the cases below were chosen where its dense and BM25 rankings differ
     (how the modes fuse does not depend on the model; which chunks disagree does)."""
-    from qa.embedding import MINILM_MODEL
+    from qa.models import MINILM_MODEL
 
     index = tmp_path_factory.mktemp("minilm") / "index"
     qa.build_index(corpus_dir=seed_corpus, index_dir=index, model=MINILM_MODEL, query_encoder=False)
