@@ -124,8 +124,6 @@ def fit(rows: list[dict]) -> dict:
     cost, lo, hi = best
     outcomes = ["declined" if f else "answered" if q >= hi else "uncertain" if q >= lo else "declined"
                 for f, q in zip(far, p)]
-    best = (cost, lo, hi, outcomes)
-    cost, lo, hi, outcomes = best
     decision = Decision(decision.weights, decision.bias, hi, lo, near, decision.mean, decision.scale)
     kept_p = np.array([decision.probability(r["signals"]) for r in kept])
     return {
