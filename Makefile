@@ -85,12 +85,14 @@ eval: install
 	$(PY) -m qa eval tests/data/sets
 
 # Refit what is learned from the tune halves of every set, for each shipped model: the sentence ranker
-# (qa/ranker.json), then the decision on the ranker's answers (qa/decision.json); then the test and
-# tune figures in docs/ (docs/data). Indexes are cached as for `make eval`.
+# (qa/ranker.json), then the decision on the ranker's answers (qa/decision.json), then what the quoting
+# rule gains (docs/data/rules.json); then the test and tune figures in docs/ (docs/data). Indexes are
+# cached as for `make eval`.
 fit: install
 	$(PY) -m pip install -q -e '.[tune]' 2>&1 | { grep -v "is ignored" || true; }
-	$(PY) bench/fit_ranker.py
-	$(PY) bench/fit_decision.py
+	$(PY) -m qa.fit_ranker
+	$(PY) -m qa.fit_decision
+	$(PY) -m qa.fit_rules --json docs/data/rules.json
 	$(PY) docs/generate.py --refresh-eval
 
 # Quick parts by default (warm, cold, memory; ~2 min); the corpora of ~1k-10k chunks with

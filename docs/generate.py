@@ -11,9 +11,9 @@ which function of BLOCKS writes it. Figures are never typed into docs/ by hand: 
 - docs/data/eval-test.json, docs/data/eval-tune.json: `python -m qa eval tests/data/sets --split
   test|tune --json`, i.e. {set: {"overall": metrics, "by_kind": {kind: metrics}, "misses": [...]}},
   plus an optional "_meta" (model, commit, date, source) that --refresh-eval adds;
-- qa/decision.json: the fitted decision and the figures it was fitted on (bench/fit_decision.py);
-- qa/ranker.json: the fitted sentence ranker and its leave-one-set-out figures (bench/fit_ranker.py);
-- docs/data/rules.json: what each hand rule of quoting gains on tune (bench/ablate_rules.py);
+- qa/decision.json: the fitted decision and the figures it was fitted on (qa/fit_decision.py);
+- qa/ranker.json: the fitted sentence ranker and its leave-one-set-out figures (qa/fit_ranker.py);
+- docs/data/rules.json: what each hand rule of quoting gains on tune (qa/fit_rules.py);
 - bench/results.json: `make bench` (bench/run.py), rendered with bench/report.py's own functions;
 - docs/data/bench-unsaved.json: what bench/models.py, bench/api_load.py and bench/load.py print but
   do not save yet; a key of bench/results.json of the same name is read first.
@@ -220,13 +220,13 @@ def decision() -> list[str]:
                                   for o in ("answered", "uncertain", "declined")) for n in names] for g in groups]
     out += ["", "Outcomes on the tune items it was fitted on (answered / uncertain / declined):", ""]
     out += table(["items"] + names, outcomes)
-    return out + ["", sub("From `qa/decision.json` (`bench/fit_decision.py`).")]
+    return out + ["", sub("From `qa/decision.json` (`qa/fit_decision.py`).")]
 
 
 def ranker() -> list[str]:
     models = read_json(ROOT / "qa" / "ranker.json").get("models", {})
     if not models:
-        return ["No data: qa/ranker.json holds no fitted model (`python bench/fit_ranker.py`)."]
+        return ["No data: qa/ranker.json holds no fitted model (`python -m qa.fit_ranker`)."]
     out = []
     for name, m in models.items():
         held, hand = m["leave_one_set_out"]["first_candidate_right"], m["leave_one_set_out"]["hand_set_score"]
@@ -242,13 +242,13 @@ def ranker() -> list[str]:
         out += ["<details><summary>Its weights (per standard deviation; per unit for yes/no features)</summary>", ""]
         out += table(["feature", "weight"], [[f"`{f}`", f"{w:+.2f}"] for f, w in zip(m["ranker"]["features"], weights)])
         out += ["", "</details>", ""]
-    return out + [sub("From `qa/ranker.json` (`bench/fit_ranker.py`).")]
+    return out + [sub("From `qa/ranker.json` (`qa/fit_ranker.py`).")]
 
 
 def rules() -> list[str]:
     data = read_json(DATA / "rules.json")
     if not data:
-        return ["No data: run `python bench/ablate_rules.py --json docs/data/rules.json`."]
+        return ["No data: run `python -m qa.fit_rules --json docs/data/rules.json`."]
     row = lambda name, r, verdict: [f"`{name}`", str(sum(r["gained"].values())), str(sum(r["lost"].values())),
                                     f"{r['net']:+d}", ", ".join(r["sets"]) or "–",
                                     f"{r['median_first_quote_chars']:g}", verdict]
@@ -256,7 +256,7 @@ def rules() -> list[str]:
     rows += [row(name, r, "no: removed") for name, r in data.get("removed", {}).items()]
     out = table(["rule (off)", "items it gains", "items it loses", "net", "sets it gains on",
                  "median first quote without it", "meets the bar"], rows)
-    return out + ["", sub(f"From `docs/data/rules.json` (`bench/ablate_rules.py`, {Path(data['model']).name}, "
+    return out + ["", sub(f"From `docs/data/rules.json` (`qa/fit_rules.py`, {Path(data['model']).name}, "
                           f"{data['split']} halves, decision off).")]
 
 

@@ -147,7 +147,7 @@ class Bot:
 
     def search(self, question: str, history: Sequence[Message] | None = None):
         """What respond searches for a turn, up to the ranked candidates: (query, candidates, hints, gathered),
-        or None for small talk. For the fitting tools (bench/fit_ranker.py), which label the candidates."""
+        or None for small talk. For the fitting tools (qa/fit_ranker.py), which label the candidates."""
         turn, text, terms = self.read(question, history)
         if turn.kind == "smalltalk":
             return None

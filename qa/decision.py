@@ -4,7 +4,7 @@ First, nothing near: when even the best sentence is barely similar to the questi
 (`best` below `near`, fitted between the off-topic and the answerable tune items), the
 bot declines. Otherwise a few signals of how well the best quote answers the question,
 all from the models and the index (`SIGNALS`), go into a logistic regression that estimates the probability that
-the first quote is right. It is fitted by `bench/fit_decision.py` on the *tune* halves of
+the first quote is right. It is fitted by `qa/fit_decision.py` on the *tune* halves of
 every question set (answerable items whose first quote holds the answer are positives;
 wrong first quotes, unanswerable and off-topic items are negatives) and saved, per model,
 in `decision.json` beside this file with the figures it was fitted on. Two thresholds on
@@ -134,7 +134,7 @@ def load_decision(model_name: str, path: Path = DECISION_FILE) -> Decision | Non
         return Decision.from_dict(entry["decision"])
     except (KeyError, TypeError, ValueError) as e:  # fitted by another version: refit
         logger.warning("%s: the decision for %s is unusable (%s); no answer is sure until you run: "
-                       "python bench/fit_decision.py",
+                       "python -m qa.fit_decision",
                        path, model_name, e)
         return None
 

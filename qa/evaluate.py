@@ -316,7 +316,7 @@ def suite_bots(folder: str | Path, model: str | None = None, cache: str | Path |
                **settings) -> Iterator[tuple[str, object, list[dict]]]:
     """Each set of a suite folder (load_suite): its name, a Bot over its corpus's evaluation index
     (eval_index; settings are the Bot's: ranker, scoring, decide), and its items. The tuning tools'
-    one way in (bench/fit_ranker.py, bench/fit_decision.py, bench/ablate_rules.py)."""
+    one way in (qa/fit_ranker.py, qa/fit_decision.py, qa/fit_rules.py)."""
     from .bot import Bot, load
 
     for name, corpus in load_suite(folder).items():

@@ -8,7 +8,7 @@ form fits what the question asks (a number for "how many", a time for "when", a 
 whose key is named…), and where it stands (a title, a lead-in, the first of its paragraph).
 
 A linear scorer over those features (`Ranker`) orders them. It is fitted by
-`bench/fit_ranker.py` on the tune halves of every question set, as a softmax over each
+`qa/fit_ranker.py` on the tune halves of every question set, as a softmax over each
 question's candidates (the candidates whose quote holds the answer are the positives), chosen by
 leave-one-set-out on tune, and saved per model in `ranker.json` beside this file with the figures
 it was fitted on. A model with no fitted ranker is ranked by `HAND`, the earlier hand-set
@@ -111,7 +111,7 @@ def load_ranker(model_key: str, path: Path = RANKER_FILE) -> Ranker | None:
     try:
         return Ranker.from_dict(entry["ranker"])
     except (KeyError, TypeError, ValueError) as e:
-        logger.warning("%s: the ranker for %s is unusable (%s) — run: python bench/fit_ranker.py", path, model_key, e)
+        logger.warning("%s: the ranker for %s is unusable (%s) — run: python -m qa.fit_ranker", path, model_key, e)
         return None
 
 

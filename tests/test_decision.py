@@ -17,7 +17,7 @@ from conftest import DATA
 @pytest.mark.parametrize("model", [MPNET_MODEL, MINILM_MODEL])
 def test_each_model_ships_a_decision_fitted_on_the_tune_halves_of_every_set(model):
     """A signal added to the code, or a set added to the suite, without a refit fails here
-    (python bench/fit_decision.py)."""
+    (python -m qa.fit_decision)."""
     entry = json.loads(DECISION_FILE.read_text("utf-8"))["models"][model_key(model)]
     assert entry["decision"]["signals"] == list(SIGNALS)
     assert entry["fitted_on"]["split"] == "tune"
@@ -35,7 +35,7 @@ def test_a_decision_fitted_on_other_signals_is_not_used(tmp_path, caplog):
     path.write_text(json.dumps(fitted), "utf-8")
     with caplog.at_level(logging.WARNING, logger="qa.decision"):
         assert load_decision(MPNET_MODEL, path) is None  # the bot then falls back to its support threshold
-    assert "bench/fit_decision.py" in caplog.text
+    assert "python -m qa.fit_decision" in caplog.text
     assert load_decision("some/unfitted-model", path) is None
     assert load_decision(MPNET_MODEL, tmp_path / "missing.json") is None
 

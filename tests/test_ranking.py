@@ -19,7 +19,7 @@ from conftest import DATA
 @pytest.mark.parametrize("model", [MPNET_MODEL, MINILM_MODEL])
 def test_each_model_ships_a_ranker_fitted_on_the_tune_halves_of_every_set(model):
     """A feature added to the code, or a set added to the suite, without a refit fails here
-    (python bench/fit_ranker.py); so does a fit that ranks held-out sets worse than the hand-set score."""
+    (python -m qa.fit_ranker); so does a fit that ranks held-out sets worse than the hand-set score."""
     entry = json.loads(RANKER_FILE.read_text("utf-8"))["models"][model_key(model)]
     assert entry["ranker"]["features"] == list(FEATURES)
     assert entry["fitted_on"]["split"] == "tune"
@@ -38,7 +38,7 @@ def test_a_ranker_fitted_on_other_features_is_not_used(tmp_path, caplog):
     path.write_text(json.dumps(fitted), "utf-8")
     with caplog.at_level(logging.WARNING, logger="qa.ranking"):
         assert load_ranker(model_key(MPNET_MODEL), path) is None  # the bot then ranks by the hand-set score
-    assert "bench/fit_ranker.py" in caplog.text
+    assert "python -m qa.fit_ranker" in caplog.text
     assert load_ranker("some-unfitted-model", path) is None
 
 

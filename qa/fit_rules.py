@@ -1,6 +1,6 @@
 """What each hand rule of quoting gains: every tune item asked with the rule on and off.
 
-    python bench/ablate_rules.py [--model all-mpnet-base-v2] [--sets tests/data/sets] [--json out.json]
+    python -m qa.fit_rules [--model all-mpnet-base-v2] [--sets tests/data/sets] [--json out.json]
 
 The rules are the switches of qa.answer.Scoring (now only paragraphs). For each,
 every answerable *tune* item of every set is asked with all rules on and with that one off (the
@@ -20,8 +20,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parent.parent  # the repository: its question sets are the default
 
 RULES = ("paragraphs",)
 
@@ -34,9 +33,9 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
 
-    from qa.answer import Scoring
-    from qa.cli import set_offline_env
-    from qa.evaluate import evaluate, suite_bots
+    from .answer import Scoring
+    from .cli import set_offline_env
+    from .evaluate import evaluate, suite_bots
 
     set_offline_env()
     hits: dict[str, dict[str, set[str]]] = {}  # variant -> set -> ids whose first quote holds the answer

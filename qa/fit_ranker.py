@@ -1,6 +1,6 @@
 """Fit the sentence ranker (qa/ranking.py) on the tune halves of every question set.
 
-    python bench/fit_ranker.py [--model all-mpnet-base-v2 ...] [--sets tests/data/sets] [--rows rows.npz]
+    python -m qa.fit_ranker [--model all-mpnet-base-v2 ...] [--sets tests/data/sets] [--rows rows.npz]
 
 For each model: every set's corpus is indexed (cached, as `qa eval` does); every answerable *tune*
 item is asked (earlier turns first, with the bot's own replies as history) and its last turn's
@@ -28,19 +28,18 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parent.parent  # the repository: its question sets are the default
 
 PENALTIES = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)
 
 
 def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
     """One row per answerable tune item whose last turn found candidates: set, id, features, labels."""
-    from qa.answer import Candidate
-    from qa.quoting import make_quote, paragraph_quote
-    from qa.cli import set_offline_env
-    from qa.evaluate import converse, holds_answer, item_split, suite_bots
-    from qa.ranking import HAND
+    from .answer import Candidate
+    from .quoting import make_quote, paragraph_quote
+    from .cli import set_offline_env
+    from .evaluate import converse, holds_answer, item_split, suite_bots
+    from .ranking import HAND
 
     set_offline_env()
     rows = []
@@ -79,7 +78,7 @@ def fit(rows: list[dict], penalty: float):
     score (ranking.HAND): with little data it stays near what was set by hand, with more it moves."""
     from scipy.optimize import minimize
 
-    from qa.ranking import HAND, Ranker
+    from .ranking import HAND, Ranker
 
     rows = [r for r in rows if r["y"].any()]
     x_all = np.concatenate([r["x"] for r in rows]).astype(np.float64)
@@ -124,7 +123,7 @@ def first_right(ranker, rows: list[dict]) -> float:
 
 def held_out(rows: list[dict], penalty: float | None) -> dict[str, float]:
     """Per set: first-candidate-right of the ranker fitted on the other sets (HAND when penalty is None)."""
-    from qa.ranking import HAND
+    from .ranking import HAND
 
     out = {}
     for name in sorted({r["set"] for r in rows}):
@@ -139,11 +138,11 @@ def main() -> None:
     p.add_argument("--model", action="append", help="repeatable; default: both shipped models")
     p.add_argument("--sets", type=Path, default=ROOT / "tests" / "data" / "sets")
     p.add_argument("--cache", type=Path, default=None)
-    p.add_argument("--out", type=Path, default=ROOT / "qa" / "ranker.json")
+    p.add_argument("--out", type=Path, default=Path(__file__).with_name("ranker.json"))
     p.add_argument("--rows", type=Path, default=None, help="keep the collected features here and reuse them")
     args = p.parse_args()
-    from qa.decision import model_key
-    from qa.ranking import HAND
+    from .decision import model_key
+    from .ranking import HAND
 
     fitted = json.loads(args.out.read_text("utf-8")) if args.out.exists() else {"models": {}}
     for model in args.model or ["sentence-transformers/all-mpnet-base-v2", "sentence-transformers/all-MiniLM-L6-v2"]:

@@ -1,6 +1,6 @@
 """Fit the answer/uncertain/decline decision (qa/decision.py) on the tune halves of every question set.
 
-    python bench/fit_decision.py [--model all-MiniLM-L6-v2 --model all-mpnet-base-v2] [--sets tests/data/sets]
+    python -m qa.fit_decision [--model all-MiniLM-L6-v2 --model all-mpnet-base-v2] [--sets tests/data/sets]
 
 For each model: every set's corpus is indexed (cached, as `qa eval` does), every *tune* item is asked
 with the decision switched off, and the signals of its last turn are kept with a label: 1 when the
@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parent.parent  # the repository: its question sets are the default
 
 # What a wrong outcome costs, per item (tune half). A declined answerable question, an off-topic one
 # that is not declined and an unanswerable one answered as if the documents said it are the errors
@@ -38,8 +36,8 @@ COST = {
 
 def collect(model: str, sets: Path, cache: Path | None) -> list[dict]:
     """The signals and labels of every tune item of every set, asked with the decision off."""
-    from qa.cli import set_offline_env
-    from qa.evaluate import ask_item, holds_answer, item_split, suite_bots
+    from .cli import set_offline_env
+    from .evaluate import ask_item, holds_answer, item_split, suite_bots
 
     set_offline_env()
     rows = []
@@ -81,7 +79,7 @@ def fit(rows: list[dict]) -> dict:
     from sklearn.metrics import roc_auc_score
     from sklearn.preprocessing import StandardScaler
 
-    from qa.decision import SIGNALS, Decision
+    from .decision import SIGNALS, Decision
 
     # nothing near: the cut on `best` that misclassifies fewest off-topic vs answerable items, midway in its gap
     weight = dict(zip((id(r) for r in rows), mix_weights(rows)))
@@ -151,7 +149,7 @@ def held_out(rows: list[dict]) -> dict:
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from qa.decision import Decision
+    from .decision import Decision
 
     scores, labels, sets = [], [], {}
     for name in sorted({r["set"] for r in rows}):
@@ -184,11 +182,11 @@ def main() -> None:
     p.add_argument("--model", action="append", help="repeatable; default: both shipped models")
     p.add_argument("--sets", type=Path, default=ROOT / "tests" / "data" / "sets")
     p.add_argument("--cache", type=Path, default=None)
-    p.add_argument("--out", type=Path, default=ROOT / "qa" / "decision.json")
+    p.add_argument("--out", type=Path, default=Path(__file__).with_name("decision.json"))
     p.add_argument("--rows", type=Path, default=None,
                    help="keep the collected signals here (one file per model) and reuse them when there")
     args = p.parse_args()
-    from qa.decision import Decision, model_key
+    from .decision import Decision, model_key
 
     fitted = json.loads(args.out.read_text("utf-8")) if args.out.exists() else {"models": {}}
     for model in args.model or ["sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-mpnet-base-v2"]:
