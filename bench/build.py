@@ -30,9 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from measure import ROOT, child_env, machine, set_env
+from measure import RESULTS_JSON, ROOT, child_env, read_results, save, set_env
 
-HERE = Path(__file__).resolve().parent
 SQUAD = ROOT.parent / "shared" / "squad" / "squad2-eight-articles.json"
 PIECE_CHARS = 1000
 
@@ -197,17 +196,12 @@ def main() -> int:
                   f"{result['small']['peak_rss_mb']:.0f} MB at {result['small']['kb']:.0f} KB "
                   f"(load average {r['load_avg']})", flush=True)
     if not args.no_write:
-        results_json = HERE / "results.json"
-        current = json.loads(results_json.read_text()) if results_json.is_file() else {}
         part = "build" if model == DEFAULT_MODEL else f"build-{Path(model).name}"  # one part per model
-        if "large" not in result and "large" in current.get(part, {}):
-            result["large"] = current[part]["large"]  # keep the last large run's figures
-        current[part] = result | {"machine": machine()}
-        results_json.write_text(json.dumps(current, indent=1) + "\n")
-        from report import render
-
-        (HERE / "results.md").write_text(render(current))
-        print(f"saved the {part} part of {results_json.relative_to(ROOT)}")
+        previous = read_results().get(part, {})
+        if "large" not in result and "large" in previous:
+            result["large"] = previous["large"]  # keep the last large run's figures
+        save(part, result)
+        print(f"saved the {part} part of {RESULTS_JSON.relative_to(ROOT)}")
     return 0
 
 

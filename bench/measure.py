@@ -1,4 +1,5 @@
-"""Small measuring tools shared by the benchmarks: timers, percentiles, memory, the machine's state."""
+"""Small measuring tools shared by the benchmarks: timers, percentiles, memory, the machine's state, and
+saving figures as parts of bench/results.json, the one file docs/generate.py reads them from."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from typing import Iterator
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 DEV_SET = ROOT / "tests" / "data" / "dev.jsonl"
+RESULTS_JSON = ROOT / "bench" / "results.json"
+RESULTS_MD = ROOT / "bench" / "results.md"
 # tests/served_app.py starts app.py and waits for it, for the tests and the benchmarks alike.
 if str(ROOT / "tests") not in sys.path:
     sys.path.append(str(ROOT / "tests"))
@@ -155,6 +158,49 @@ def machine() -> dict:
         "commit": commit + (" + uncommitted changes in qa/" if dirty else ""),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
+
+
+def read_results() -> dict:
+    """bench/results.json: every part saved so far, by name ({} before the first)."""
+    return json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.is_file() else {}
+
+
+def write_results(results: dict) -> None:
+    """results as bench/results.json, and bench/results.md rendered from it (bench/report.py)."""
+    from report import render
+
+    RESULTS_JSON.write_text(json.dumps(results, indent=1) + "\n")
+    RESULTS_MD.write_text(render(results))
+
+
+def save(part: str, value: dict) -> None:
+    """value, stamped with machine(), as `part` of bench/results.json; every other part kept as it is."""
+    # Read again just before writing: another run (a long scale run, say) may have saved its part meanwhile.
+    results = read_results()
+    results[part] = value | {"machine": machine()}
+    write_results(results)
+
+
+def save_run(part: str, run: dict) -> None:
+    """run, stamped with machine(), in place of the same model's run in `part` of bench/results.json
+    ({"runs": [...]}, one run per model); the other models' runs keep their own figures and machine."""
+    results = read_results()
+    runs = results.get(part, {}).get("runs", [])
+    models = [r.get("model") for r in runs]
+    run = run | {"machine": machine()}
+    if run["model"] in models:
+        runs[models.index(run["model"])] = run  # in its place: the tables keep their order
+    else:
+        runs.append(run)
+    results[part] = results.get(part, {}) | {"runs": runs}
+    write_results(results)
+
+
+def index_model(index: Path) -> str:
+    """The short name of the model an index folder was built with (from its manifest)."""
+    from qa.index import read_manifest
+
+    return Path(read_manifest(index)["model"]["name"]).name
 
 
 def busy_share(seconds: float = 5.0) -> float:

@@ -15,7 +15,6 @@ Markdown always shows the latest figures of every part, each with its own date.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -24,11 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from measure import ROOT, busy_share, machine, set_env
+from measure import RESULTS_JSON, RESULTS_MD, ROOT, busy_share, read_results, save, set_env, write_results
 
-HERE = Path(__file__).resolve().parent
-RESULTS_JSON = HERE / "results.json"
-RESULTS_MD = HERE / "results.md"
 QUICK = ("warm", "cold", "memory")
 
 
@@ -73,19 +69,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown part(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
 
-    from report import render
-
-    results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.is_file() else {}
-
-    def save(part: str, value: dict) -> None:
-        results[part] = value | {"machine": machine()}
-        if not args.no_write:
-            # Read again: another run (a long scale run, say) may have saved its part meanwhile.
-            current = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.is_file() else {}
-            current[part] = results[part]
-            RESULTS_JSON.write_text(json.dumps(current, indent=1) + "\n")
-            RESULTS_MD.write_text(render(current))
-
     def wait_idle() -> float:
         """Share of the CPUs busy with other (not niced) work just before a part, after waiting if asked to."""
         started = time.monotonic()
@@ -101,23 +84,22 @@ def main(argv: list[str] | None = None) -> int:
         os.kill(pid, signal.SIGSTOP)
     try:
         with tempfile.TemporaryDirectory(prefix="qa-bench-seed-") as tmp:
-            run_parts(args, parts, Path(tmp) / "index", results, save, wait_idle)
+            run_parts(args, parts, Path(tmp) / "index", (lambda part, value: None) if args.no_write else save, wait_idle)
     finally:
         for pid in args.pause_pid:
             os.kill(pid, signal.SIGCONT)
         if args.pause_pid and not args.no_write:
             pause = {"pids": args.pause_pid, "seconds": round(time.time() - paused_at),
                      "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(paused_at))}
-            current = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.is_file() else {}
+            current = read_results()
             current.setdefault("pauses", []).append(pause)
-            RESULTS_JSON.write_text(json.dumps(current, indent=1) + "\n")
-            RESULTS_MD.write_text(render(current))
+            write_results(current)
     if not args.no_write:
         print(f"wrote {RESULTS_MD.relative_to(ROOT)} and {RESULTS_JSON.relative_to(ROOT)}")
     return 0
 
 
-def run_parts(args, parts: list[str], seed: Path, results: dict, save, wait_idle) -> None:
+def run_parts(args, parts: list[str], seed: Path, save, wait_idle) -> None:
     """The chosen parts on a fresh seed index (the scale part needs its ONNX encoder)."""
     if set(parts) & {"warm", "cold", "memory", "scale"}:
         import warm
@@ -181,7 +163,7 @@ def run_parts(args, parts: list[str], seed: Path, results: dict, save, wait_idle
         args.workdir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(encoder, keep)
         print(f"scale {sizes} in {args.workdir} …")
-        previous = results.get("scale", {}).get("sizes", {})
+        previous = read_results().get("scale", {}).get("sizes", {})
         scale.run(args.workdir, sizes, keep, embedder=args.embedder, big_embedder=args.big_embedder,
                   big_from=args.big_from, log=lambda line: print(line, flush=True),
                   save=lambda r: save("scale", r | {"sizes": previous | r["sizes"]}),
