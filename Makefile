@@ -100,7 +100,8 @@ fit: install
 bench: install
 	$(PY) bench/run.py $(BENCH)
 
-# The running app under load: concurrent sessions, overload, memory (bench/load_results.md).
+# The running app under load: concurrent sessions, overload, memory (the report in bench/load_results.md,
+# the figures in the "load" part of bench/results.json).
 load: install
 	$(PY) bench/load.py
 

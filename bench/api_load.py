@@ -16,7 +16,9 @@ nothing but answer), and memory: RSS and PSS (proportional share of pages shared
 older commit, e.g. `git archive <commit> | tar -x -C DIR`), that checkout's app.py runs too, each
 --workers value next to this one's (the order alternating), on the same index: before and after in the
 same conditions (`--workers 2 2` gives each order once).
-Without --index it builds corpus/ into a temporary folder first.
+Without --index it builds corpus/ into a temporary folder first. This checkout's rows are saved as the
+index's model's run of the "api_load" part of bench/results.json, in place of that model's last run
+(--no-write: print only).
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from measure import ROOT, app_processes, ask_median_ms, child_env, cpu_per_request, dev_items, latency_ms, machine, \
-    memory_line, queueing_floor_ms, set_env, worker_pids
+from measure import ROOT, app_processes, ask_median_ms, child_env, cpu_per_request, dev_items, index_model, latency_ms, \
+    machine, memory_line, queueing_floor_ms, save_run, set_env, worker_pids
 from served_app import serve
 
 
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--questions", type=int, default=20, help="questions per client (default: 20)")
     p.add_argument("--port", type=int, default=7871)
     p.add_argument("--baseline", type=Path, help="a checkout of an older commit whose app.py runs too")
+    p.add_argument("--no-write", action="store_true", help="print only; leave results.json alone")
     args = p.parse_args(argv)
     set_env()
     cores = os.cpu_count() or 1
@@ -174,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
           "| req/s × ask | CPU ms per request: server / bot.ask / client | load avg (1 min) "
           "| memory MB, RSS / PSS: each process; total |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
+    rows = []
     for i, n in enumerate(workers):
         for label, app in (apps if i % 2 == 0 else apps[::-1]):  # alternate who goes first: no order effect
             ask_ms = ask_median_ms(index, qs, rounds=5)  # the engine's own speed in the same minute as the load
@@ -186,9 +190,27 @@ def main(argv: list[str] | None = None) -> int:
                   f"| {r['load_avg'][0]} | {memory_line(r['processes'])} |", flush=True)
             for kind in r["error_kinds"]:
                 print(f"  error: {kind}")
+            if app == ROOT / "app.py":
+                rows.append(saved_row(n, r, ask_ms, ask_cpu))
+    if not args.no_write:
+        save_run("api_load", {"model": index_model(index), "clients": args.clients, "questions": args.questions,
+                              "rows": rows})
+        print("\nsaved this checkout's rows in the api_load part of bench/results.json")
     if tmp is not None:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def saved_row(workers: int, r: dict, ask_ms: float, ask_cpu: float) -> dict:
+    """One --workers value's figures as docs/generate.py reads them (rounded as the docs show them)."""
+    mem = lambda p: {"Rss": round(p["rss"]), "Pss": round(p["pss"])}  # noqa: E731
+    return {"workers": workers, "rps": round(r["rps"], 1), "p50": round(r["p50_ms"]), "p95": round(r["p95_ms"]),
+            "p99": round(r["p99_ms"]), "max": round(r["max_ms"]), "errors": r["errors"], "ask_ms": round(ask_ms, 1),
+            "server_cpu_ms": round(r["server_cpu_ms"], 1), "ask_cpu_ms": round(ask_cpu, 1),
+            "client_cpu_ms": round(r["client_cpu_ms"], 1), "load_avg": r["load_avg"][:1],
+            "app": mem(next(p for p in r["processes"] if p["role"] == "app")),
+            "workers_mem": [mem(p) for p in r["processes"] if p["role"] == "worker"],
+            "rps_x_ask": round(r["rps"] * ask_ms / 1000, 2)}
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ Starts the real app (`python app.py --index I --port P [--workers N]`) and drive
             session), replies
             again compared with bot.ask; growth must stay within --max-growth MB.
 
-Prints the figures and writes them to bench/load_results.md (--no-write: print only). Exits 1 if a
+Prints the figures and writes them to bench/load_results.md, the report with its checks, and, when all
+three parts ran on this checkout's app, as the index's model's run of the "load" part of
+bench/results.json, in place of that model's last run (--no-write: print only). Exits 1 if a
 check fails. Without --index it builds the seed corpus into a temporary folder first. The default
 run takes a few minutes on a 2-core machine. --app runs another checkout's app.py (e.g. an older
 commit unpacked with `git archive <commit> | tar -x -C DIR`) for a before/after in the same conditions.
@@ -36,8 +38,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from measure import ROOT, app_processes, ask_median_ms, child_env, cpu_per_request, dev_items, latency_ms, machine, \
-    memory_line, proc_status, queueing_floor_ms, set_env
+from measure import ROOT, app_processes, ask_median_ms, child_env, cpu_per_request, dev_items, index_model, latency_ms, \
+    machine, memory_line, proc_status, queueing_floor_ms, save_run, set_env
 from served_app import client, serve, status
 
 HERE = Path(__file__).resolve().parent
@@ -65,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--parts", nargs="+", choices=["load", "overload", "memory"], default=["load", "overload", "memory"],
                    help="which parts to run (default: all; the report and its checks need all three)")
     p.add_argument("--app", type=Path, default=ROOT / "app.py", help="the app.py to run (default: this checkout's)")
-    p.add_argument("--no-write", action="store_true", help=f"print only; leave {RESULTS_MD.name} alone")
+    p.add_argument("--no-write", action="store_true", help=f"print only; leave {RESULTS_MD.name} and results.json alone")
     return p
 
 
@@ -358,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"building {args.corpus} into {index} …", flush=True)
             qa.build_index(corpus_dir=args.corpus, index_dir=index)
         expected = Expected(index)
+        model = index_model(index)
         # the same minute as the load
         ask_ms = ask_median_ms(index, [convo[0] for convo in conversations()], rounds=3, check_stale=False)
         workers = ["--workers", str(args.app_workers)] if args.app_workers is not None else []
@@ -401,7 +404,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         RESULTS_MD.write_text(report, "utf-8")
         print(f"wrote {RESULTS_MD.relative_to(ROOT)}")
+        if args.app.resolve() == (ROOT / "app.py").resolve():  # another checkout's figures are not this one's
+            save_run("load", saved_run(model, load, over, memory))
+            print("saved the load part of bench/results.json")
     return 0 if all(ok for _, ok in results) else 1
+
+
+def saved_run(model: str, load: dict, over: dict, memory: dict) -> dict:
+    """The figures docs/generate.py reads, rounded as the docs show them."""
+    return {"model": model, "sessions": load["sessions"], "questions": load["turns"], "answered": load["answered"],
+            "errors": len(load["errors"]), "differ_from_ask": len(load["mismatches"]),
+            "p50_ms": round(load["p50_ms"]), "p95_ms": round(load["p95_ms"]), "rps": round(load["per_second"], 1),
+            "server_cpu_ms": round(load["server_cpu_ms"], 1), "client_cpu_ms": round(load["client_cpu_ms"], 1),
+            "overload": {"callers": over["callers"], "answered": over["answered"], "queue_full": over["busy"],
+                         "other_errors": len(over["errors"])},
+            "memory": {"requests": memory["requests"], "before_mb": round(memory["rss_warm_mb"]),
+                       "after_mb": round(memory["rss_after_mb"])}}
 
 
 if __name__ == "__main__":
