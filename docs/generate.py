@@ -14,9 +14,9 @@ which function of BLOCKS writes it. Figures are never typed into docs/ by hand: 
 - qa/decision.json: the fitted decision and the figures it was fitted on (qa/fit_decision.py);
 - qa/ranker.json: the fitted sentence ranker and its leave-one-set-out figures (qa/fit_ranker.py);
 - docs/data/rules.json: what each hand rule of quoting gains on tune (qa/fit_rules.py);
-- bench/results.json: `make bench` (bench/run.py), rendered with bench/report.py's own functions;
-- docs/data/bench-unsaved.json: what bench/models.py, bench/api_load.py and bench/load.py print but
-  do not save yet; a key of bench/results.json of the same name is read first.
+- bench/results.json: every benchmark's figures, one part each: `make bench` (bench/run.py; its parts
+  rendered with bench/report.py's own functions), bench/models.py ("models"), bench/api_load.py
+  ("api_load") and bench/load.py (`make load`, "load").
 
 Metrics are rendered whatever their keys: the known ones in PREFERRED order, then any others as they
 come. Only the standard library is used, so the check runs in the tests without a model.
@@ -76,9 +76,9 @@ def sets(data: dict) -> dict[str, dict]:
     return {name: value for name, value in data.items() if not name.startswith("_")}
 
 
-def bench_part(name: str):
-    """A part of bench/results.json, else of docs/data/bench-unsaved.json; None when neither has it."""
-    return read_json(ROOT / "bench" / "results.json").get(name) or read_json(DATA / "bench-unsaved.json").get(name)
+def bench_results() -> dict:
+    """bench/results.json: every benchmark's figures, by part ({} when it is missing)."""
+    return read_json(ROOT / "bench" / "results.json")
 
 
 def bench_report():
@@ -273,7 +273,7 @@ def readme_eval() -> list[str]:
 
 
 def perf_models() -> list[str]:
-    part = bench_part("models")
+    part = bench_results().get("models")
     if not part:
         return ["No data: run `python bench/models.py`."]
     rows = [[r["model"], f"{r['build_s']:.1f} s", f"{r['ask_ms']:.1f} ms", f"{r['encode_ms']:.1f} ms",
@@ -285,7 +285,7 @@ def perf_models() -> list[str]:
 
 
 def readme_speed() -> list[str]:
-    part = bench_part("models")
+    part = bench_results().get("models")
     if not part:
         return ["No data yet: see docs/PERFORMANCE.md."]
     rows = [[r["model"], f"{r['build_s']:.0f} s", f"{r['ask_ms']:.0f} ms"] for r in part["runs"]]
@@ -293,7 +293,7 @@ def readme_speed() -> list[str]:
 
 
 def perf_quick() -> list[str]:
-    results, report = read_json(ROOT / "bench" / "results.json"), bench_report()
+    results, report = bench_results(), bench_report()
     out: list[str] = []
     for part in ("warm", "cold", "memory"):
         if part in results:
@@ -302,7 +302,7 @@ def perf_quick() -> list[str]:
 
 
 def perf_scale() -> list[str]:
-    results, report = read_json(ROOT / "bench" / "results.json"), bench_report()
+    results, report = bench_results(), bench_report()
     if "scale" not in results:
         return ["No data: run `make bench BENCH=--scale`."]
     return report.scale(results["scale"]) + ["", sub(report._machine(results["scale"]))]
@@ -313,7 +313,7 @@ def _mem(m: dict | None) -> str:
 
 
 def perf_api() -> list[str]:
-    part = bench_part("api_load")
+    part = bench_results().get("api_load")
     if not part:
         return ["No data: run `python bench/api_load.py`."]
     out: list[str] = []
@@ -336,7 +336,7 @@ def perf_api() -> list[str]:
 
 
 def perf_load() -> list[str]:
-    part = bench_part("load")
+    part = bench_results().get("load")
     if not part:
         return ["No data: run `make load`."]
     rows = []
