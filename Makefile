@@ -92,7 +92,7 @@ fit: install
 	$(PY) -m pip install -q -e '.[tune]' 2>&1 | { grep -v "is ignored" || true; }
 	$(PY) -m qa.fit_ranker
 	$(PY) -m qa.fit_decision
-	$(PY) -m qa.fit_rules --json docs/data/rules.json
+	$(PY) bench/ablate_rules.py --json docs/data/rules.json
 	$(PY) docs/generate.py --refresh-eval
 
 # Quick parts by default (warm, cold, memory; ~2 min); the corpora of ~1k-10k chunks with

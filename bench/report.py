@@ -48,7 +48,7 @@ def warm(r: dict) -> list[str]:
     out += ["", f"The ONNX encoder is {r['st_over_onnx']:.1f}× faster than sentence-transformers on the same query; "
             f"encoding is {r['encode_in_ask']['median'] / r['ask']['median']:.0%} of a median `ask`"
             + (f" ({r['asks_encoding_twice']:.0%} of the asks encode a second text: the query's missing words, "
-               "in `Bot.support`)." if r.get("asks_encoding_twice") else ".")]
+               "in `decision.Evidence`)." if r.get("asks_encoding_twice") else ".")]
     return out
 
 

@@ -2,7 +2,7 @@
 
 Each build and each query session runs in its own process, so its peak memory
 (VmHWM) is its own and nothing is shared between sizes. The index type is whatever
-`qa/build.py` chooses (flat below HNSW_THRESHOLD chunks, HNSW above).
+`qa/vectors.py` chooses (flat below HNSW_THRESHOLD chunks, HNSW above).
 
 Builds use the default path (sentence-transformers embeds, ONNX query encoder
 exported) unless `--embedder onnx` is given: then the same `build_index` code runs

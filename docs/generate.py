@@ -13,7 +13,7 @@ which function of BLOCKS writes it. Figures are never typed into docs/ by hand: 
   plus an optional "_meta" (model, commit, date, source) that --refresh-eval adds;
 - qa/decision.json: the fitted decision and the figures it was fitted on (qa/fit_decision.py);
 - qa/ranker.json: the fitted sentence ranker and its leave-one-set-out figures (qa/fit_ranker.py);
-- docs/data/rules.json: what each hand rule of quoting gains on tune (qa/fit_rules.py);
+- docs/data/rules.json: what each hand rule of quoting gains on tune (bench/ablate_rules.py);
 - bench/results.json: every benchmark's figures, one part each: `make bench` (bench/run.py; its parts
   rendered with bench/report.py's own functions), bench/models.py ("models"), bench/api_load.py
   ("api_load") and bench/load.py (`make load`, "load").
@@ -248,7 +248,7 @@ def ranker() -> list[str]:
 def rules() -> list[str]:
     data = read_json(DATA / "rules.json")
     if not data:
-        return ["No data: run `python -m qa.fit_rules --json docs/data/rules.json`."]
+        return ["No data: run `python bench/ablate_rules.py --json docs/data/rules.json`."]
     row = lambda name, r, verdict: [f"`{name}`", str(sum(r["gained"].values())), str(sum(r["lost"].values())),
                                     f"{r['net']:+d}", ", ".join(r["sets"]) or "–",
                                     f"{r['median_first_quote_chars']:g}", verdict]
@@ -256,7 +256,7 @@ def rules() -> list[str]:
     rows += [row(name, r, "no: removed") for name, r in data.get("removed", {}).items()]
     out = table(["rule (off)", "items it gains", "items it loses", "net", "sets it gains on",
                  "median first quote without it", "meets the bar"], rows)
-    return out + ["", sub(f"From `docs/data/rules.json` (`qa/fit_rules.py`, {Path(data['model']).name}, "
+    return out + ["", sub(f"From `docs/data/rules.json` (`bench/ablate_rules.py`, {Path(data['model']).name}, "
                           f"{data['split']} halves, decision off).")]
 
 

@@ -61,8 +61,8 @@ class Scoring:
     candidate_chunks: int = 8
     follow_ratio: float = 0.85  # a further quote must be at least this likely, against the first, to be the answer
     context_weight: float = 0.5  # a follow-up's earlier question, beside its own words (vector and BM25)
-    # The one hand rule of quoting, kept for what it gains on the tune halves (docs/EVALUATION.md);
-    # off only to measure that gain (qa/fit_rules.py).
+    # The one hand rule of quoting, kept for what it gains on the tune halves: +4 items net, on
+    # governance, ipu and licences (docs/data/rules.json); off only to measure that (bench/ablate_rules.py).
     paragraphs: bool = True  # a broad question ("Tell me about…") is answered with paragraphs
 
 

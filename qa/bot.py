@@ -111,7 +111,7 @@ class Bot:
         declined = lambda reason: Answer(render_refusal(self.suggestions(), reason), [], True, text, about=turn.about)
         if turn.kind == "smalltalk":
             return Answer(render_refusal(self.suggestions(), _SMALLTALK), [], True, text), {}
-        if self.foreign(turn, text, terms):
+        if self._foreign(turn, text, terms):
             return declined(_NO_WORD), {}
         query = self.query(turn, text, terms)
         candidates = self.candidates(query)[0]
@@ -137,7 +137,7 @@ class Bot:
         text = self.retriever.lexicon.correct(turn.query, self.known_words)
         return turn, text, self.sentence_lexicon.terms(text)
 
-    def foreign(self, turn: Resolved, text: str, terms: list[str]) -> bool:
+    def _foreign(self, turn: Resolved, text: str, terms: list[str]) -> bool:
         """A question in another script than the documents' (Arabic, Cyrillic, Chinese on an English
         corpus), none of whose words they contain: the model turns it into noise that lands near some
         passage. A question of unknown words in the documents' own letters ("Where is the HQ?") is left to
@@ -217,6 +217,7 @@ def load(
     check_stale: bool = True,
     mode: str = "hybrid",
     encoder: str = "auto",
+    **settings,
 ) -> Bot:
     """Load the index in index_dir as a Bot.
 
@@ -224,7 +225,8 @@ def load(
     and raises StaleIndexError naming what changed. A corpus_dir that does not exist is an error
     (CorpusError); a recorded folder that is gone (an index copied to a server without its corpus)
     is logged as a warning and the documents are not checked. encoder: "auto" (ONNX when the index
-    has it, else sentence-transformers), "onnx" or "sentence-transformers".
+    has it, else sentence-transformers), "onnx" or "sentence-transformers". settings: the Bot's others
+    (scoring, decide, ranker).
     """
     manifest = read_manifest(index_dir)
     if check_stale:
@@ -245,7 +247,7 @@ def load(
                 f"{' …' if len(reasons) > 3 else ''} — run: python -m qa build --corpus {corpus} --index {index_dir}"
             )
     data = load_index(index_dir)
-    return Bot(data, _encoder(data, encoder), mode=mode)
+    return Bot(data, _encoder(data, encoder), mode=mode, **settings)
 
 
 def _encoder(data: IndexData, choice: str) -> Embedder:

@@ -46,7 +46,7 @@ SIGNALS = (
     "best",  # cosine of the best of the top three sentences and the query
     "score",  # the first candidate's combined score (similarity, its chunk's, BM25, form bonuses)
     "margin",  # how far the first candidate is ahead of the second
-    "support",  # best, discounted for question words (IDF-weighted) the first sentence lacks (Bot.support)
+    "support",  # best, discounted for question words (IDF-weighted) the first sentence lacks (Evidence.support)
     "coverage",  # share of the question's information (IDF) present in the first sentence and its place
     # share of the question's names missing from the first sentence and its place (a name the corpus never
     # mentions is missing there too; a separate "unknown to the corpus" signal was collinear with this one
@@ -163,15 +163,14 @@ class Evidence:
         overlap = self._overlap(asked, first.row)
         terms, present, total, names = overlap
         idf = self.lexicon.idf
-        missing = [t for t in terms if t not in present]
         share = lambda found: sum(map(found, names)) / len(names) if names else 0.0
         rival = self._rival(candidates)
         return {
             "best": best,
             "score": first.score,
             "margin": first.score - rival.score if rival else first.score,
-            "support": self.support(asked, candidates, overlap, own),
-            "coverage": 1.0 - sum(map(idf, missing)) / total if total else 1.0,
+            "support": self._support(asked, candidates, overlap, own),
+            "coverage": sum(idf(t) for t in terms if t in present) / total if total else 1.0,
             "names_unquoted": share(lambda ts: any(t not in present for t in ts)),
             "no_date": float(dates_missing(asked.text, quotes)),
         }
@@ -188,18 +187,20 @@ class Evidence:
             self.units[c.row][0] < e0 and s0 < self.units[c.row][1])) and not same_work(passage(c), mine)), None)
 
     def _overlap(self, asked: Query, row: int) -> _Overlap:
+        """What of the question sentence unit row holds: see _Overlap."""
         terms = list(asked.information)
         return _Overlap(terms, self.units.context_terms(row), sum(map(self.lexicon.idf, terms)),
                         [list(ts) for ts in asked.names])
 
-    def support(self, asked: Query, candidates: list[Candidate], overlap: _Overlap, best: float) -> float:
+    def _support(self, asked: Query, candidates: list[Candidate], overlap: _Overlap, best: float) -> float:
         """How well the top sentence supports an answer, from 0 to 1.
 
         The similarity of the best sentence (best, without the follow-up's earlier question), discounted by
         the share of the question's information (IDF-weighted terms) that the top sentence lacks, unless
         those missing words mean what the sentence says anyway ("free speech" ~ "freedom of expression"); a
         missing name ("on a Raspberry Pi", "in 2019") is never excused that way. Words that only name the
-        kind of answer ("what year", "where is it based") are not required.
+        kind of answer ("what year", "where is it based") are not required. overlap: `_overlap` of the
+        question and the first candidate.
         """
         idf = self.lexicon.idf
         terms, present, total, name_terms = overlap

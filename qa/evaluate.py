@@ -27,9 +27,12 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from .errors import QAError
+
+if TYPE_CHECKING:
+    from .bot import Bot
 
 KINDS = ("fact", "paraphrase", "noisy", "broad", "followup", "offtopic", "unanswerable")
 SPLITS = ("tune", "test")
@@ -313,12 +316,12 @@ def load_suite(folder: str | Path) -> dict[str, Path]:
 
 
 def suite_bots(folder: str | Path, model: str | None = None, cache: str | Path | None = None,
-               **settings) -> Iterator[tuple[str, object, list[dict]]]:
+               **settings) -> Iterator[tuple[str, "Bot", list[dict]]]:
     """Each set of a suite folder (load_suite): its name, a Bot over its corpus's evaluation index
     (eval_index; settings are the Bot's: ranker, scoring, decide), and its items. The tuning tools'
-    one way in (qa/fit_ranker.py, qa/fit_decision.py, qa/fit_rules.py)."""
-    from .bot import Bot, load
+    one way in (qa/fit_ranker.py, qa/fit_decision.py, bench/ablate_rules.py)."""
+    from .bot import load
 
     for name, corpus in load_suite(folder).items():
-        loaded = load(eval_index(name, corpus, model, cache)[0])
-        yield name, Bot(loaded.data, loaded.encoder, **settings), load_items(Path(folder) / f"{name}.jsonl")
+        bot = load(eval_index(name, corpus, model, cache)[0], **settings)
+        yield name, bot, load_items(Path(folder) / f"{name}.jsonl")

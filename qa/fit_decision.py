@@ -17,7 +17,9 @@ import argparse
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent  # the repository: its question sets are the default
+from .decision import DECISION_FILE
+
+SETS = Path("tests/data/sets")  # the repository's question sets, from its root
 
 # What a wrong outcome costs, per item (tune half). A declined answerable question, an off-topic one
 # that is not declined and an unanswerable one answered as if the documents said it are the errors
@@ -180,9 +182,10 @@ def tradeoff(rows: list[dict], decision) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", help="repeatable; default: both shipped models")
-    p.add_argument("--sets", type=Path, default=ROOT / "tests" / "data" / "sets")
+    p.add_argument("--sets", type=Path, default=SETS,
+                   help="a folder of question sets with corpora.json (default: %(default)s)")
     p.add_argument("--cache", type=Path, default=None)
-    p.add_argument("--out", type=Path, default=Path(__file__).with_name("decision.json"))
+    p.add_argument("--out", type=Path, default=DECISION_FILE)
     p.add_argument("--rows", type=Path, default=None,
                    help="keep the collected signals here (one file per model) and reuse them when there")
     args = p.parse_args()

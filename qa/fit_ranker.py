@@ -28,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent  # the repository: its question sets are the default
+from .ranking import RANKER_FILE
+
+SETS = Path("tests/data/sets")  # the repository's question sets, from its root
 
 PENALTIES = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)
 
@@ -136,9 +138,10 @@ def held_out(rows: list[dict], penalty: float | None) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", help="repeatable; default: both shipped models")
-    p.add_argument("--sets", type=Path, default=ROOT / "tests" / "data" / "sets")
+    p.add_argument("--sets", type=Path, default=SETS,
+                   help="a folder of question sets with corpora.json (default: %(default)s)")
     p.add_argument("--cache", type=Path, default=None)
-    p.add_argument("--out", type=Path, default=Path(__file__).with_name("ranker.json"))
+    p.add_argument("--out", type=Path, default=RANKER_FILE)
     p.add_argument("--rows", type=Path, default=None, help="keep the collected features here and reuse them")
     args = p.parse_args()
     from .decision import model_key

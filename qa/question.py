@@ -1,7 +1,8 @@
 """Reading a question's form: what kind of answer it asks for, and whether it asks about a topic.
 
 `question_hints` turns the form into hints (a number for "how many", a time for "when"…): each is a
-ranking feature. `asked_kind` names the words that only frame a question ("what year", "where is it based"), which an answer need not repeat.
+ranking feature. `asked_kind` names the words that only frame a question ("what year", "where is it
+based"), which an answer need not repeat.
 """
 
 from __future__ import annotations

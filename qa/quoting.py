@@ -1,10 +1,10 @@
 """Cutting the quotes: from ranked candidates to one to three verbatim, focused passages.
 
 The first candidate is quoted first, further ones when they are nearly as likely to be the answer.
-A quote is the candidate's sentence unit (units.py: a sentence, a "Key: value" line, a list item,
-a short sentence with its neighbour); a broad question ("Tell me about…") gets the paragraph, the
-one quoting rule that gains on the tune halves of two sets (docs/EVALUATION.md). Every quote is a
-slice of its document by offsets.
+A quote is the candidate's unit as the index stores it (chunking.unit_spans: a sentence, a "Key:
+value" line, a list item; a sentence that points back, "It…", with the one before it). A broad
+question ("Tell me about…") gets the paragraph: the one quoting rule that gains on the tune halves
+of two sets (docs/EVALUATION.md). Every quote is a slice of its document by offsets.
 """
 
 from __future__ import annotations

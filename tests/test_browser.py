@@ -260,8 +260,9 @@ def test_a_quoted_command_reads_as_typed(browser, manual_app, shots):
     page = Page(browser, manual_app.url)
     try:
         reply = page.ask("What does curl -I http://example.com --next http://example.com do?")
-        expect(reply).to_contain_text("curl -I http://example.com --next http://example.com")
-        assert "\\" not in reply.inner_text()
+        quote = reply.locator("blockquote").first
+        expect(quote).to_contain_text("curl -I http://example.com --next http://example.com")
+        assert "\\" not in quote.inner_text()
         page.page.screenshot(path=shots / "command.png", full_page=True)
         page.assert_inert()
     finally:

@@ -34,7 +34,7 @@ def test_a_decision_fitted_on_other_signals_is_not_used(tmp_path, caplog):
     path = tmp_path / "decision.json"
     path.write_text(json.dumps(fitted), "utf-8")
     with caplog.at_level(logging.WARNING, logger="qa.decision"):
-        assert load_decision(MPNET_MODEL, path) is None  # the bot then falls back to its support threshold
+        assert load_decision(MPNET_MODEL, path) is None  # the bot then uses NEVER_SURE: no answer is sure
     assert "python -m qa.fit_decision" in caplog.text
     assert load_decision("some/unfitted-model", path) is None
     assert load_decision(MPNET_MODEL, tmp_path / "missing.json") is None
@@ -54,7 +54,7 @@ def test_outcomes_follow_the_cut_and_the_two_thresholds():
 
 def test_the_shipped_decision_on_the_seed(seed_bot):
     decision = seed_bot.decision
-    assert decision is not None
+    assert isinstance(decision, Decision)
     answer, signals = seed_bot.respond("How many member parliaments does the IPU have?")
     assert set(signals) == set(SIGNALS)
     assert answer.outcome == "answered" and decision.probability(signals) >= decision.answer

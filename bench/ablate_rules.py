@@ -1,8 +1,8 @@
 """What each hand rule of quoting gains: every tune item asked with the rule on and off.
 
-    python -m qa.fit_rules [--model all-mpnet-base-v2] [--sets tests/data/sets] [--json out.json]
+    python bench/ablate_rules.py [--model all-mpnet-base-v2] [--sets tests/data/sets] [--json out.json]
 
-The rules are the switches of qa.answer.Scoring (now only paragraphs). For each,
+The rules are the switches of qa.answer.Scoring (paragraphs). For each,
 every answerable *tune* item of every set is asked with all rules on and with that one off (the
 decision switched off, so that only the quotes differ), and the items whose first quote holds the
 answer in one run and not in the other are counted per set. A rule stays when it gains at least two
@@ -20,7 +20,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent  # the repository: its question sets are the default
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 RULES = ("paragraphs",)
 
@@ -33,20 +34,22 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
 
-    from .answer import Scoring
-    from .cli import set_offline_env
-    from .evaluate import evaluate, suite_bots
+    from qa.answer import Scoring
+    from qa.cli import set_offline_env
+    from qa.bot import Bot
+    from qa.evaluate import evaluate, suite_bots
 
     set_offline_env()
     hits: dict[str, dict[str, set[str]]] = {}  # variant -> set -> ids whose first quote holds the answer
     lengths: dict[str, list[int]] = {}
-    for variant in ("all", *RULES):
-        scoring = Scoring() if variant == "all" else replace(Scoring(), **{variant: False})
-        for name, bot, items in suite_bots(args.sets, args.model, args.cache, scoring=scoring, decide=False):
-            report = evaluate(bot, [i for i in items if i.get("expect") is not None], split="tune")
+    for name, bot, items in suite_bots(args.sets, args.model, args.cache):
+        answerable = [i for i in items if i.get("expect") is not None]
+        for variant in ("all", *RULES):
+            scoring = Scoring() if variant == "all" else replace(Scoring(), **{variant: False})
+            report = evaluate(Bot(bot.data, bot.encoder, scoring=scoring, decide=False), answerable, split="tune")
             hits.setdefault(variant, {})[name] = {i.id for i in report.items if i.hit1}
             lengths.setdefault(variant, []).extend(len(i.quotes[0]) for i in report.items if i.quotes)
-            print(f"  {variant}, {name}: {len(report.items)} answerable tune items", file=sys.stderr)
+        print(f"  {name}: {len(report.items)} answerable tune items", file=sys.stderr)
 
     figures = {}
     print(f"| rule off | items gained by the rule | lost by it | net | sets gaining | median first quote (all on: "
