@@ -176,7 +176,7 @@ def test_only_the_first_build_on_a_machine_imports_torch(seed_corpus, tmp_path):
     assert second == first[:1]  # the same texts embedded, and neither torch nor sentence-transformers imported
     # The index carries the encoder (hard links of the cached export), so it answers where it is copied.
     encoder = load_index(tmp_path / "second").encoder_dir
-    assert os.path.samefile(encoder / "model.onnx", export / "model.onnx")
+    assert all(os.path.samefile(encoder / name, export / name) for name in ("model.onnx", "model.data"))
     bot = qa.load(tmp_path / "second")
     assert isinstance(bot.encoder, OnnxEmbedder) and bot.encoder.dim == 384
     _answers(bot)
