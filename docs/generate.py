@@ -308,6 +308,30 @@ def perf_scale() -> list[str]:
     return report.scale(results["scale"]) + ["", sub(report._machine(results["scale"]))]
 
 
+def perf_build() -> list[str]:
+    """The last `python bench/build.py` of the default model: the build against one sentence-transformers
+    pass over the same text, and the seed rebuild against sentence-transformers' start."""
+    results, report = bench_results(), bench_report()
+    b = results.get("build")
+    if not b:
+        return ["No data: run `python bench/build.py`."]
+    r, st = b["small"], b.get("sentence_transformers")
+    rows = [[f"{Path(b['model']).name}, `{b['design']}`",
+             f"{r['wall_s']:.0f} s, {r['embedded']:,} texts, {r['texts_per_s']:.1f} texts/s, {r['kb_per_s']:.2f} KB/s "
+             f"(load {r['load_avg']:g})",
+             f"{st['wall_s']:.0f} s, {st['texts']} pieces (load {st['load_avg']:g})" if st else "–",
+             f"**{b['ratio_wall']:.2f}×** (≤ 1.2×)" if st else "–", f"{r['peak_rss_mb']:,.0f} MB (≤ 2 GB)",
+             f"{st['peak_rss_mb']:,.0f} MB" if st else "–"]]
+    out = table(["model, design", "build (`qa.build_index`, whole process)", "sentence-transformers pass (whole script)",
+                 "ratio", "build peak RSS", "its peak RSS"], rows)
+    if seed := b.get("seed"):
+        out += ["", f"The seed profile built into a new folder once the export exists: median "
+                    f"{seed['build_median_s']:.2f} s against {seed['st_median_s']:.2f} s for `import "
+                    f"sentence_transformers` plus loading the model: **{seed['ratio']:.2f}×** (≤ 0.5×; load "
+                    f"{seed['load_avg']:g})."]
+    return out + ["", sub(f"From `bench/results.json` (`python bench/build.py`): {report._machine(b)}.")]
+
+
 def _mem(m: dict | None) -> str:
     return f"{m['Rss']:.0f} / {m['Pss']:.0f} MB" if m else "–"
 
@@ -369,7 +393,7 @@ def routes() -> list[str]:
 BLOCKS: dict[str, Callable[[], list[str]]] = {
     "eval-test": lambda: eval_half("test"), "eval-tune": lambda: eval_half("tune"), "eval-by-kind": eval_by_kind,
     "decision": decision, "readme-eval": readme_eval, "readme-speed": readme_speed, "perf-models": perf_models,
-    "perf-quick": perf_quick, "perf-scale": perf_scale, "perf-api": perf_api, "perf-load": perf_load,
+    "perf-quick": perf_quick, "perf-build": perf_build, "perf-scale": perf_scale, "perf-api": perf_api, "perf-load": perf_load,
     "routes": routes,
     "ranker": ranker,
     "rules": rules,
