@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "docs" / "data"
@@ -419,30 +419,31 @@ def rendered(text: str, where: str = "") -> str:
     return BLOCK.sub(block, text)
 
 
-def stale() -> list[tuple[Path, str]]:
-    """(file, unified diff) for every file whose generated blocks differ from what the data gives."""
-    out = []
+def _changes() -> Iterator[tuple[Path, str, str]]:
+    """(file, its text, its text with every generated block written) for every file that would change."""
     for path in targets():
         if path.is_file():
             text = path.read_text("utf-8")
             new = rendered(text, str(path.relative_to(ROOT)))
             if new != text:
-                name = str(path.relative_to(ROOT))
-                diff = "".join(difflib.unified_diff(text.splitlines(True), new.splitlines(True), name,
-                                                    name + " (generated)"))
-                out.append((path, diff))
+                yield path, text, new
+
+
+def stale() -> list[tuple[Path, str]]:
+    """(file, unified diff) for every file whose generated blocks differ from what the data gives."""
+    out = []
+    for path, text, new in _changes():
+        name = str(path.relative_to(ROOT))
+        diff = "".join(difflib.unified_diff(text.splitlines(True), new.splitlines(True), name, name + " (generated)"))
+        out.append((path, diff))
     return out
 
 
 def write() -> list[Path]:
     changed = []
-    for path in targets():
-        if path.is_file():
-            text = path.read_text("utf-8")
-            new = rendered(text, str(path.relative_to(ROOT)))
-            if new != text:
-                path.write_text(new, "utf-8")
-                changed.append(path)
+    for path, _, new in _changes():
+        path.write_text(new, "utf-8")
+        changed.append(path)
     return changed
 
 
