@@ -22,7 +22,6 @@ no date") is one of them: the fit decides what it is worth.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -36,6 +35,7 @@ from .answer import Candidate, Quote
 from .index import IndexData
 from .question import Query, dates_missing
 from .quoting import same_work
+from .ranking import load_fitted
 from .retrieval import Lexicon
 from .units import Units
 
@@ -123,20 +123,8 @@ def model_key(model_name: str) -> str:
 
 def load_decision(model_name: str, path: Path = DECISION_FILE) -> Decision | None:
     """The decision fitted for this model, or None when none was."""
-    try:
-        fitted = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        return None
-    entry = fitted.get("models", {}).get(model_key(model_name))
-    if not entry:
-        return None
-    try:
-        return Decision.from_dict(entry["decision"])
-    except (KeyError, TypeError, ValueError) as e:  # fitted by another version: refit
-        logger.warning("%s: the decision for %s is unusable (%s); no answer is sure until you run: "
-                       "python -m qa.fit_decision",
-                       path, model_name, e)
-        return None
+    return load_fitted(path, model_key(model_name), "decision", Decision.from_dict, logger,
+                       "no answer is sure until you run: python -m qa.fit_decision")
 
 
 _WORDS = re.compile(r"[^\W_]{2,}")

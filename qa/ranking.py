@@ -22,13 +22,14 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
 RANKER_FILE = Path(__file__).with_name("ranker.json")
+T = TypeVar("T")
 
 # The question's form, as a hint family (answer.question_hints names them): the feature is whether
 # the sentence passes that hint, 0 when the question does not ask for it.
@@ -101,6 +102,15 @@ HAND = _hand()
 
 def load_ranker(model_key: str, path: Path = RANKER_FILE) -> Ranker | None:
     """The ranker fitted for a model (decision.model_key), or None when none was."""
+    return load_fitted(path, model_key, "ranker", Ranker.from_dict, logger,
+                       "it ranks by the hand-set score until you run: python -m qa.fit_ranker")
+
+
+def load_fitted(path: Path, model_key: str, part: str, parse: Callable[[dict], T], log: logging.Logger,
+                meanwhile: str) -> T | None:
+    """parse(models[model_key][part]) of a file of fitted models (qa/ranker.json, qa/decision.json); None when
+    the file or the model's entry is missing, or when the entry was fitted by another version of the code:
+    that one is logged to log, with what happens meanwhile and the command that refits it."""
     try:
         fitted = json.loads(path.read_text("utf-8"))
     except FileNotFoundError:
@@ -109,9 +119,9 @@ def load_ranker(model_key: str, path: Path = RANKER_FILE) -> Ranker | None:
     if not entry:
         return None
     try:
-        return Ranker.from_dict(entry["ranker"])
+        return parse(entry[part])
     except (KeyError, TypeError, ValueError) as e:
-        logger.warning("%s: the ranker for %s is unusable (%s) — run: python -m qa.fit_ranker", path, model_key, e)
+        log.warning("%s: the %s for %s is unusable (%s); %s", path, part, model_key, e, meanwhile)
         return None
 
 
