@@ -19,6 +19,7 @@ declining or saying it is uncertain are both honest; an off-topic one must be de
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -313,6 +314,26 @@ def load_suite(folder: str | Path) -> dict[str, Path]:
             raise QAError(f"{folder / SUITE_FILE} names set {name!r} but {folder / (name + '.jsonl')} does not exist")
         suite[name] = (folder / corpus).resolve()
     return suite
+
+
+SETS = Path("tests/data/sets")  # the repository's question sets, from its root: the tuning tools' default
+
+
+def tuning_arguments(description: str, out: Path, rows: str) -> argparse.Namespace:
+    """The tuning tools' command line: --model (repeatable; default: both shipped models, as args.models),
+    --sets, --cache, --out (the fitted file, default out) and --rows (rows: what is kept there)."""
+    from .models import MINILM_MODEL, MPNET_MODEL
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--model", action="append", help="repeatable; default: both shipped models")
+    p.add_argument("--sets", type=Path, default=SETS,
+                   help="a folder of question sets with corpora.json (default: %(default)s)")
+    p.add_argument("--cache", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=out)
+    p.add_argument("--rows", type=Path, default=None, help=rows)
+    args = p.parse_args()
+    args.models = args.model or [MPNET_MODEL, MINILM_MODEL]
+    return args
 
 
 def suite_bots(folder: str | Path, model: str | None = None, cache: str | Path | None = None,

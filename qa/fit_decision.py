@@ -13,13 +13,11 @@ reports them.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from .decision import DECISION_FILE
-
-SETS = Path("tests/data/sets")  # the repository's question sets, from its root
+from .evaluate import tuning_arguments
 
 # What a wrong outcome costs, per item (tune half). A declined answerable question, an off-topic one
 # that is not declined and an unanswerable one answered as if the documents said it are the errors
@@ -180,19 +178,12 @@ def tradeoff(rows: list[dict], decision) -> list[str]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", action="append", help="repeatable; default: both shipped models")
-    p.add_argument("--sets", type=Path, default=SETS,
-                   help="a folder of question sets with corpora.json (default: %(default)s)")
-    p.add_argument("--cache", type=Path, default=None)
-    p.add_argument("--out", type=Path, default=DECISION_FILE)
-    p.add_argument("--rows", type=Path, default=None,
-                   help="keep the collected signals here (one file per model) and reuse them when there")
-    args = p.parse_args()
+    args = tuning_arguments(__doc__.splitlines()[0], DECISION_FILE,
+                            "keep the collected signals here (one file per model) and reuse them when there")
     from .decision import Decision, model_key
 
     fitted = json.loads(args.out.read_text("utf-8")) if args.out.exists() else {"models": {}}
-    for model in args.model or ["sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-mpnet-base-v2"]:
+    for model in args.models:
         cached = args.rows and args.rows.with_suffix(f".{model_key(model)}.json")
         if cached and cached.exists():
             rows = json.loads(cached.read_text("utf-8"))

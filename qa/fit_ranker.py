@@ -20,7 +20,6 @@ qa/ranker.json with the fit. Test halves are never read here.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -28,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .evaluate import tuning_arguments
 from .ranking import RANKER_FILE
-
-SETS = Path("tests/data/sets")  # the repository's question sets, from its root
 
 PENALTIES = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)
 
@@ -136,19 +134,12 @@ def held_out(rows: list[dict], penalty: float | None) -> dict[str, float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", action="append", help="repeatable; default: both shipped models")
-    p.add_argument("--sets", type=Path, default=SETS,
-                   help="a folder of question sets with corpora.json (default: %(default)s)")
-    p.add_argument("--cache", type=Path, default=None)
-    p.add_argument("--out", type=Path, default=RANKER_FILE)
-    p.add_argument("--rows", type=Path, default=None, help="keep the collected features here and reuse them")
-    args = p.parse_args()
+    args = tuning_arguments(__doc__.splitlines()[0], RANKER_FILE, "keep the collected features here and reuse them")
     from .decision import model_key
     from .ranking import HAND
 
     fitted = json.loads(args.out.read_text("utf-8")) if args.out.exists() else {"models": {}}
-    for model in args.model or ["sentence-transformers/all-mpnet-base-v2", "sentence-transformers/all-MiniLM-L6-v2"]:
+    for model in args.models:
         key = model_key(model)
         cached = args.rows and args.rows.with_suffix(f".{key}.json")
         if cached and cached.exists():
