@@ -81,7 +81,7 @@ def serve(args: argparse.Namespace) -> int:
         logging.getLogger("qa.app").info("serving %s/ with %s", args.index,
                                          f"{workers} worker process{'es' if workers > 1 else ''}" if workers else "this process's threads")
         server.launch(demo, host=args.host, port=args.port, api=api.build_api(answers),
-                      jobs=server.concurrency(workers), css=ui.CSS)
+                      jobs=engine.capacity(workers), css=ui.CSS)
     except OSError as e:  # the port is taken, or the host is not an address of this machine
         print(f"error: cannot serve on {args.host}:{args.port}: {e} — {_fix(e)}", file=sys.stderr)
         return 1

@@ -344,10 +344,10 @@ def load_line(load: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     set_env()
-    from qa.engine import default_workers
-    from qa.server import QUEUE_SIZE, SESSIONS, concurrency
+    from qa.engine import capacity, default_workers
+    from qa.server import QUEUE_SIZE, SESSIONS
 
-    jobs = concurrency(default_workers() if args.app_workers is None else args.app_workers)
+    jobs = capacity(default_workers() if args.app_workers is None else args.app_workers)
     info = machine()
     work = Path(tempfile.mkdtemp(prefix="qa-load-"))
     load = over = memory = None

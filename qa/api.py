@@ -15,6 +15,7 @@ import logging
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal
 
+from .engine import encodes
 from .errors import QAError
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ EXAMPLE_QUESTION = "When was it founded?"
 # ---- what a worker computes (qa.engine runs these where the bot is) ------------------------------------
 
 
+@encodes(lambda bot, question, history: bot.query_texts(question, history))
 def ask_json(bot: "Bot", question: Any, history: list[dict]) -> dict:
     """bot.ask as JSON-ready data: every field of Answer, present and future (dataclasses.asdict)."""
     return asdict(bot.ask(question, history=history))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -79,6 +80,7 @@ class Bot:
         # a model nobody fitted a decision for: its scores mean nothing yet, so no answer is sure
         self.decision = (load_decision(data.manifest["model"]["name"]) or NEVER_SURE) if decide else ANSWER_ALL
         self.evidence = Evidence(data, self.units, self.sentence_lexicon, self.encode)
+        self._encoded: dict[str, np.ndarray] = {}  # vectors encoded ahead, by text (encoding)
 
     @property
     def manifest(self) -> dict:
@@ -92,7 +94,29 @@ class Bot:
             raise QAError(f"no document {source!r} in the index") from None
 
     def encode(self, text: str) -> np.ndarray:
-        return self.encoder.embed([text])[0]
+        vector = self._encoded.get(text)
+        return vector if vector is not None else self.encoder.embed([text])[0]
+
+    @contextmanager
+    def encoding(self, texts: Sequence[str]) -> Iterator[None]:
+        """Within the block, encode gives the vectors of texts from one call of the encoder (qa.engine's batches:
+        several queries at once cost far less CPU each). A batch's vectors are those of the texts one by one
+        to float rounding (|difference| < 1e-7), as padding changes the order of the sums."""
+        new = [t for t in dict.fromkeys(texts) if t not in self._encoded]
+        if len(new) > 1:  # one text: encode's own call, with nothing to share
+            self._encoded.update(zip(new, self.encoder.embed(new)))
+        try:
+            yield
+        finally:
+            for text in new:
+                self._encoded.pop(text, None)
+
+    def query_texts(self, question: object, history: Sequence[Message] | None = None) -> list[str]:
+        """The texts ask encodes for this turn: its words and, for a follow-up, the question it leans on."""
+        turn, text, terms = self.read(question, history)
+        if turn.kind == "smalltalk" or self._foreign(turn, text, terms):
+            return []
+        return [text, turn.context] if turn.context else [text]
 
     def retrieve(self, question: str, k: int = 5) -> list[Passage]:
         """The k best chunks for a question, best first."""

@@ -283,15 +283,6 @@ async def refuse(send, status: int, message: str) -> None:
 QUEUE_POLL_SECONDS = 0.02  # measured: idle 6.6% -> 1.3% of a core; a /chat round trip stays ~77 ms
 
 
-def concurrency(workers: int) -> int:
-    """Jobs Gradio's queue runs at once: two per worker process (or two threads without workers).
-
-    Each chat job awaits a worker; with two per worker, a worker that finishes has the next question
-    already waiting in the pool instead of idling while the queue hands one out.
-    """
-    return 2 * max(workers, 1)
-
-
 def set_up_queue(demo: "gr.Blocks", jobs: int = 2) -> None:
     """A bounded queue that runs `jobs` at a time and polls for work every QUEUE_POLL_SECONDS.
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from .answer import Answer, Quote
 from .api import MAX_K, MAX_MESSAGES as KEPT_MESSAGES  # the API's limits: /retrieve's k, history kept per session
+from .engine import encodes
 from .errors import QAError
 from .render import escape
 from .server import import_gradio
@@ -246,6 +247,11 @@ def about(bot: "Bot") -> dict:
     return {"title": corpus_title(bot), "description": describe(bot), "examples": examples, "suggested": suggested}
 
 
+# what reply asks, for qa.engine to encode a batch's questions in one call
+_asks = encodes(lambda bot, message, history: bot.query_texts(message, plain_history(history)))
+
+
+@_asks
 def turn(bot: "Bot", message: str, history: Sequence[dict]) -> dict:
     """One UI turn: the reply, whether it was answered (False: refused, e.g. too long) or abstained, and the
     context panel's HTML."""
@@ -254,6 +260,7 @@ def turn(bot: "Bot", message: str, history: Sequence[dict]) -> dict:
             "panel": context_html(bot, answer.quotes if answer else [])}
 
 
+@_asks
 def chat_reply(bot: "Bot", message: object, history: object) -> str:
     return reply(bot, message, history)[0]
 

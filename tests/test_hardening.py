@@ -220,10 +220,10 @@ def test_app_over_raw_http_lone_surrogates_and_malformed_bodies(app):
 def test_app_over_its_queue_says_busy_and_keeps_serving(app):
     from gradio_client.utils import QueueError
 
-    from qa.engine import default_workers
-    from qa.server import QUEUE_SIZE, concurrency
+    from qa.engine import capacity, default_workers
+    from qa.server import QUEUE_SIZE
 
-    callers = 2 * QUEUE_SIZE + concurrency(default_workers()) + 32
+    callers = 2 * QUEUE_SIZE + capacity(default_workers()) + 32
     busy = make_client(app.url, max_workers=callers + 8)
     jobs = [busy.submit(BAD["control"][0], [], api_name="/chat") for _ in range(callers)]
     outcomes = []

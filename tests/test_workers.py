@@ -107,3 +107,61 @@ def test_workers_import_neither_gradio_nor_torch(seed_index):
 
 def _ask(bot, question: str) -> str:
     return bot.ask(question).text
+
+
+FOLLOW_UP = [{"role": "user", "content": "When was the IPU founded?"},
+             {"role": "assistant", "content": "It was founded more than 130 years ago."}]
+
+
+def test_questions_that_wait_are_answered_in_batches_as_one_at_a_time(seed_bot):
+    """48 calls at once on two ask threads: taken in batches of up to BATCH, whose questions are encoded in one
+    call; each reply is bot.ask's, a follow-up's included, and a bad question fails alone."""
+    import asyncio
+
+    from qa.api import ask_json
+    from qa.engine import BATCH, Engine
+    from qa.errors import InvalidQuestionError
+
+    questions = [q for q in dev_questions() for _ in range(2)][:46]
+    calls = [(q, []) for q in questions] + [("And where is it based?", FOLLOW_UP), ("", [])]
+    expected = [seed_bot.ask(q, history=h).text for q, h in calls[:-1]]
+    engine = Engine(lambda: seed_bot)
+    encodes = []
+    embed = seed_bot.encoder.embed
+    seed_bot.encoder.embed = lambda texts: encodes.append(len(texts)) or embed(texts)
+    try:
+        async def ask_all():
+            return await asyncio.gather(*(engine.run(ask_json, q, h) for q, h in calls), return_exceptions=True)
+
+        replies = asyncio.run(ask_all())
+    finally:
+        del seed_bot.encoder.embed
+        engine.close()
+    assert [r["text"] for r in replies[:-1]] == expected
+    assert isinstance(replies[-1], InvalidQuestionError)
+    assert max(engine.batches) == BATCH and sum(n * k for n, k in engine.batches.items()) == len(calls)
+    assert max(encodes) > 1  # a batch's questions went to the encoder together
+    assert seed_bot._encoded == {}  # and nothing of them is kept
+
+
+def test_a_batch_encodes_each_question_as_alone_to_float_rounding(seed_bot):
+    import numpy as np
+
+    texts = dev_questions()[:8]
+    alone = np.array([seed_bot.encode(t) for t in texts])
+    calls = []
+    embed = seed_bot.encoder.embed
+    seed_bot.encoder.embed = lambda batch: calls.append(list(batch)) or embed(batch)
+    try:
+        with seed_bot.encoding(texts):
+            together = np.array([seed_bot.encode(t) for t in texts])
+    finally:
+        del seed_bot.encoder.embed
+    assert calls == [texts]  # one call for the eight
+    assert np.abs(together - alone).max() < 1e-6
+
+
+def dev_questions() -> list[str]:
+    from conftest import DEV_SET
+
+    return [json.loads(line)["turns"][0] for line in DEV_SET.read_text("utf-8").splitlines() if line.strip()]
