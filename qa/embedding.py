@@ -26,7 +26,7 @@ import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -45,6 +45,9 @@ ONNX_FILE = "model.onnx"
 ONNX_WEIGHTS = "model.data"
 EXPORT_FILE = "export.json"  # in the cached export only: what it was made from, and its files' hashes
 EXPORT_VERSION = 2  # bump when export_onnx changes what it writes: older cached exports are then not used
+
+# Tokens (padding included) the model reads in one call when embedding many texts (_batches).
+BATCH_TOKENS = 512
 
 Span = tuple[int, int]
 
@@ -220,8 +223,7 @@ class OnnxEmbedder:
         # Batches of similar length waste little on padding (sentence-transformers does the same).
         encs = self._tok.encode_batch(texts) if texts else []
         order = sorted(range(len(texts)), key=lambda i: len(encs[i].ids))
-        for i in range(0, len(order), batch_size):
-            rows = order[i : i + batch_size]
+        for rows in _batches(order, [len(e.ids) for e in encs], batch_size):
             hidden, mask = self._run([encs[r] for r in rows])
             m = mask[:, :, None].astype(np.float32)
             means = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
@@ -254,6 +256,21 @@ class OnnxEmbedder:
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
         return self._session.run(None, feed)[0], mask
+
+
+def _batches(order: list[int], lengths: list[int], most: int) -> Iterator[list[int]]:
+    """order (sorted by length) cut into batches of at most `most` texts and BATCH_TOKENS tokens with padding
+    (one text at least): activations that stay in the CPU's caches. Measured on 2 cores, mpnet: 96 texts of
+    1,000 characters (~250 tokens) 12.2 s at 32 a batch, 9.4-10.0 s at 512 tokens a batch (2 texts);
+    480 sentences 8.9 s at 32 a batch, 7.3-8.2 s at 512 tokens (256, 384, 1,024 and 2,048 no better)."""
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) == most or (len(batch) + 1) * lengths[i] > BATCH_TOKENS):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 def _normalise(vector: np.ndarray) -> np.ndarray:
