@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             for kind in r["error_kinds"]:
                 print(f"  error: {kind}")
             if app == ROOT / "app.py":
-                rows.append(saved_row(n, r, ask_ms, ask_cpu))
+                rows.append(saved_row(n, r, ask_ms, ask_cpu, floor))
     if not args.no_write:
         save_run("api_load", {"model": index_model(index), "clients": args.clients, "questions": args.questions,
                               "rows": rows})
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def saved_row(workers: int, r: dict, ask_ms: float, ask_cpu: float) -> dict:
+def saved_row(workers: int, r: dict, ask_ms: float, ask_cpu: float, floor_ms: float) -> dict:
     """One --workers value's figures as docs/generate.py reads them (rounded as the docs show them)."""
     mem = lambda p: {"Rss": round(p["rss"]), "Pss": round(p["pss"])}  # noqa: E731
     return {"workers": workers, "rps": round(r["rps"], 1), "p50": round(r["p50_ms"]), "p95": round(r["p95_ms"]),
@@ -210,7 +210,7 @@ def saved_row(workers: int, r: dict, ask_ms: float, ask_cpu: float) -> dict:
             "client_cpu_ms": round(r["client_cpu_ms"], 1), "load_avg": r["load_avg"][:1],
             "app": mem(next(p for p in r["processes"] if p["role"] == "app")),
             "workers_mem": [mem(p) for p in r["processes"] if p["role"] == "worker"],
-            "rps_x_ask": round(r["rps"] * ask_ms / 1000, 2)}
+            "rps_x_ask": round(r["rps"] * ask_ms / 1000, 2), "floor_ms": round(floor_ms)}
 
 
 if __name__ == "__main__":

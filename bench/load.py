@@ -477,6 +477,7 @@ def saved_run(model: str, load: dict, over: dict, memory: dict) -> dict:
             "errors": len(load["errors"]), "differ_from_ask": len(load["mismatches"]),
             "p50_ms": round(load["p50_ms"]), "p95_ms": round(load["p95_ms"]), "rps": round(load["per_second"], 1),
             "server_cpu_ms": round(load["server_cpu_ms"], 1), "client_cpu_ms": round(load["client_cpu_ms"], 1),
+            "client": load["client"], "ask_ms": round(load["ask_ms"], 1), "floor_ms": round(load["floor_ms"]),
             "overload": {"callers": over["callers"], "answered": over["answered"], "queue_full": over["busy"],
                          "other_errors": len(over["errors"])},
             "memory": {"requests": memory["requests"], "before_mb": round(memory["rss_warm_mb"]),

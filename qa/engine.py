@@ -119,7 +119,9 @@ def answer_batch(bot: "Bot", jobs: list[tuple[Callable, tuple]]) -> list[tuple[b
         for fn, args in jobs:
             try:
                 results.append((True, fn(bot, *args)))
-            except Exception as e:
+            except Exception as e:  # sent back to its caller; a bug's traceback is logged here, where it happened
+                if not isinstance(e, QAError):
+                    logger.exception("%s failed", fn.__name__)
                 results.append((False, e))
     return results
 

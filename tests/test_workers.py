@@ -165,3 +165,25 @@ def dev_questions() -> list[str]:
     from conftest import DEV_SET
 
     return [json.loads(line)["turns"][0] for line in DEV_SET.read_text("utf-8").splitlines() if line.strip()]
+
+
+def test_a_worker_killed_between_questions_is_replaced_and_the_next_question_answered(seed_index):
+    import os
+    import signal
+
+    from qa.engine import Engine
+
+    engine = Engine(index_dir=seed_index, workers=1)
+    try:
+        first = engine.run_now(_pid)
+        os.kill(first, signal.SIGKILL)
+        assert "179 national member parliaments" in engine.run_now(_ask, QUESTION)
+        assert engine.run_now(_pid) != first
+    finally:
+        engine.close()
+
+
+def _pid(bot) -> int:
+    import os
+
+    return os.getpid()
