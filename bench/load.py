@@ -1,9 +1,10 @@
 """Load on the running app: `python bench/load.py [--sessions 50] [--turns 10] [--requests 5000]
-[--app-workers N] [--parts load overload memory] [--app PATH]`.
+[--app-workers N] [--parts load overload memory] [--client rest|gradio_client] [--app PATH]`.
 
-Starts the real app (`python app.py --index I --port P [--workers N]`) and drives it with gradio_client:
+Starts the real app (`python app.py --index I --port P [--workers N]`) and drives it:
 
-  load      --sessions concurrent sessions, each asking --turns questions through /chat, follow-ups
+  load      --sessions concurrent sessions, each asking --turns questions through /chat (Gradio's REST
+            API from one asyncio thread, or one gradio_client each with --client gradio_client), follow-ups
             sent with the history as the chat keeps it; latency p50/p95, p95 against the queueing
             floor (sessions x the in-process bot.ask median of the same minute / cores), every reply
             compared with bot.ask in this process given the same history (they must be identical), and
@@ -342,7 +343,7 @@ def markdown(load: dict, over: dict, memory: dict, results: list[tuple[str, bool
     return f"""## Load on the running app
 
 Figures from `make load` (`bench/load.py`): the real app (`python app.py`, queue of {queue[0]}, {queue[1]} \
-requests at a time) on the seed index, driven with gradio_client from the same machine. The machine is \
+requests at a time) on the seed index, driven from the same machine. The machine is \
 shared with other jobs, so latencies move between runs; the checks do not depend on them.
 
 ### Concurrent sessions

@@ -321,16 +321,16 @@ def readme_serving() -> list[str]:
     if seed := b.get("seed"):
         rows.append(["the seed rebuilt ÷ importing sentence-transformers and loading the model", "≤ 0.5×",
                      FILED["seed"], f"{seed['ratio']:.2f}×", met(seed["ratio"] <= 0.5)])
-    for n, r in sorted(by_workers.items()):
-        total = r["app"]["Rss"] + sum(w["Rss"] for w in r["workers_mem"])
-        rows.append([f"app RSS serving the seed, `--workers {n}`" + (" (the default on 2 cores)" if n == 2 else ""),
-                     "≤ 600 MB", FILED["app_rss"] if n == 0 else "–", f"{total:,} MB", met(total <= 600)])
-    for n, r in sorted(by_workers.items()):
-        rows.append([f"JSON API, {api['clients']} clients, `--workers {n}`: req/s × ask; p95 ÷ floor", "≥ 1.6; ≤ 1.5×",
-                     f"{FILED['api']}; {FILED['api_p95']}" if n == 2 else "–",
-                     f"{r['rps_x_ask']:.2f}; {r['p95'] / r['floor_ms']:.2f}× ({r['rps']:g} req/s, {r['errors']} errors)"
-                     if "floor_ms" in r else f"{r['rps_x_ask']:.2f}", met(r["rps_x_ask"] >= 1.6 and "floor_ms" in r
-                                                                              and r["p95"] <= 1.5 * r["floor_ms"])])
+    totals = {n: r["app"]["Rss"] + sum(w["Rss"] for w in r["workers_mem"]) for n, r in by_workers.items()}
+    rows.append(["app RSS serving the seed", "≤ 600 MB", FILED["app_rss"],
+                 "; ".join(f"{totals[n]:,} MB with `--workers {n}`" for n in sorted(totals)),
+                 "with `--workers 0` only" if totals.get(0, 601) <= 600 < max(totals.values()) else met(max(totals.values()) <= 600)])
+    api_met = {n: r["rps_x_ask"] >= 1.6 and "floor_ms" in r and r["p95"] <= 1.5 * r["floor_ms"] for n, r in by_workers.items()}
+    rows.append([f"JSON API, {api['clients']} clients: req/s × ask; p95 ÷ floor", "≥ 1.6; ≤ 1.5×",
+                 f"{FILED['api']}; {FILED['api_p95']}",
+                 "; ".join(f"`--workers {n}`: {r['rps_x_ask']:.2f}, " + (f"{r['p95'] / r['floor_ms']:.2f}×" if "floor_ms" in r
+                                                                       else "–") for n, r in sorted(by_workers.items())),
+                 ", ".join(f"{'yes' if ok else '**no**'} with {n}" for n, ok in sorted(api_met.items()))])
     if "floor_ms" in chat:
         rows.append([f"chat, {chat['sessions']} sessions, p95 ÷ floor", "≤ 3×", FILED["chat_p95"],
                      f"{chat['p95_ms'] / chat['floor_ms']:.2f}× ({chat['rps']:g} req/s, {chat['errors']} errors, "
