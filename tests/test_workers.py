@@ -116,8 +116,6 @@ FOLLOW_UP = [{"role": "user", "content": "When was the IPU founded?"},
 def test_questions_that_wait_are_answered_in_batches_as_one_at_a_time(seed_bot):
     """48 calls at once on two ask threads: taken in batches of up to BATCH, whose questions are encoded in one
     call; each reply is bot.ask's, a follow-up's included, and a bad question fails alone."""
-    import asyncio
-
     from qa.api import ask_json
     from qa.engine import BATCH, Engine
     from qa.errors import InvalidQuestionError
@@ -130,10 +128,8 @@ def test_questions_that_wait_are_answered_in_batches_as_one_at_a_time(seed_bot):
     embed = seed_bot.encoder.embed
     seed_bot.encoder.embed = lambda texts: encodes.append(len(texts)) or embed(texts)
     try:
-        async def ask_all():
-            return await asyncio.gather(*(engine.run(ask_json, q, h) for q, h in calls), return_exceptions=True)
-
-        replies = asyncio.run(ask_all())
+        futures = [engine.submit(ask_json, q, h) for q, h in calls]  # what engine.run awaits
+        replies = [f.exception() or f.result() for f in futures]
     finally:
         del seed_bot.encoder.embed
         engine.close()
