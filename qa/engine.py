@@ -256,7 +256,8 @@ class Engine:
 
     def answered_by(self) -> dict[str, dict[str, int]]:
         """Calls answered, by process id and function: {"1234": {"ask_json": 10, "turn": 3}}."""
-        return {str(pid): dict(counts) for pid, counts in sorted(self.answered.items())}
+        with self._changed:  # the taker threads count while the event loop reads
+            return {str(pid): dict(counts) for pid, counts in sorted(self.answered.items())}
 
     def close(self) -> None:
         """Stop taking calls; those still in line fail with QAError."""
