@@ -206,7 +206,10 @@ def run_load(url: str, pid: int, expected: Expected, sessions: int, turns: int, 
         began = time.perf_counter()
         drive()
         wall = time.perf_counter() - began
+    with urllib.request.urlopen(url + "api/health", timeout=60) as r:
+        batches = json.loads(r.read()).get("batches", {})  # of the whole run so far, warm-up included
     return {
+        "batches": batches,
         "sessions": sessions, "turns": turns, "requests": sessions * turns, "answered": len(latencies),
         "errors": errors, "mismatches": mismatches, "seconds": wall, **latency_ms(latencies),
         "per_second": len(latencies) / wall if wall else float("nan"), **cpu, "client": via,
@@ -397,7 +400,7 @@ def load_line(load: dict) -> str:
     return (f"{load['answered']} answered in {load['seconds']:.1f} s ({load['per_second']:.1f} req/s), "
             f"p50 {load['p50_ms']:.0f} ms, p95 {load['p95_ms']:.0f} ms = {load['p95_ms'] / load['floor_ms']:.2f} x the "
             f"floor of {load['floor_ms']:.0f} ms (bot.ask {load['ask_ms']:.1f} ms, req/s x ask "
-            f"{load['per_second'] * load['ask_ms'] / 1000:.2f}), {len(load['errors'])} errors, "
+            f"{load['per_second'] * load['ask_ms'] / 1000:.2f}), batches by size {load['batches']}, {len(load['errors'])} errors, "
             f"{len(load['mismatches'])} mismatches; CPU per request: server {load['server_cpu_ms']:.1f} ms, "
             f"clients {load['client_cpu_ms']:.1f} ms; load average {load['load_avg']}; memory (RSS / PSS) "
             f"{memory_line(load['processes'])}")

@@ -183,10 +183,11 @@ def build_api(engine: "Engine") -> "FastAPI":
         return {"passages": await answer(engine.run(retrieve_json, body.question, body.k))}
 
     @app.get("/health", summary="The index being served (format, model, documents, chunks, build time), "
-                                "the worker processes and what each has answered")
+                                "the worker processes, what each has answered, and the batches they were "
+                                "answered in (by size)")
     async def health():
         return {"status": "ok", "workers": engine.workers, **health_fields(engine.manifest()),
-                "answered_by": engine.answered_by()}
+                "answered_by": engine.answered_by(), "batches": engine.batch_sizes()}
 
     def openapi() -> dict:
         """FastAPI's schema plus the request bodies (parsed by hand) and the Answer (a dataclass)."""

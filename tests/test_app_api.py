@@ -214,7 +214,7 @@ def test_the_queue_polls_every_20_ms_not_every_1_ms(seed_bot):
     engine = Engine(lambda: seed_bot)
     demo = ui.build_demo(engine)
     server.set_up_queue(demo, capacity(2))
-    # the figures the README and bench/ report: 20 ms, a queue of 64, a batch of jobs at a time per worker
+    # the figures the README and bench/ report: 20 ms, a queue of 64, two batches of jobs at a time per worker
     assert demo._queue.sleep_when_free == demo._queue.progress_update_sleep_when_free == 0.02
-    assert demo._queue.max_size == 64 and demo._queue.default_concurrency_limit == 2 * BATCH
+    assert demo._queue.max_size == 64 and demo._queue.default_concurrency_limit == 2 * 2 * BATCH
     engine.close()

@@ -82,7 +82,7 @@ def test_health_describes_the_index_and_the_workers(seed_app, seed_index):
     code, raw = get(seed_app, "health")
     health = json.loads(raw)
     manifest = json.loads((seed_index / "manifest.json").read_text("utf-8"))
-    answered = health.pop("answered_by")
+    answered, batches = health.pop("answered_by"), health.pop("batches")
     assert code == 200 and health == {
         "status": "ok", "workers": default_workers(), "index_format": manifest["format_version"],
         "model": "sentence-transformers/all-mpnet-base-v2", "documents": 1,
@@ -91,6 +91,11 @@ def test_health_describes_the_index_and_the_workers(seed_app, seed_index):
     # by process id: the app's worker processes, and what each answered (the page's examples, this ask…)
     assert {int(pid) for pid in answered} <= set(seed_app.workers()) and len(seed_app.workers()) == default_workers()
     assert sum(calls.get("ask_json", 0) for calls in answered.values()) >= 1
+    # every call answered was in one batch, of 1 to BATCH calls
+    from qa.engine import BATCH
+
+    assert sum(int(n) * k for n, k in batches.items()) == sum(sum(c.values()) for c in answered.values())
+    assert batches and all(1 <= int(n) <= BATCH for n in batches)
 
 
 def test_openapi_schema_and_docs_page(seed_app):
