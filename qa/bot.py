@@ -103,12 +103,18 @@ class Bot:
         several queries at once cost far less CPU each). A batch's vectors are those of the texts one by one
         to float rounding (|difference| < 1e-7), as padding changes the order of the sums."""
         new = [t for t in dict.fromkeys(texts) if t not in self._encoded]
-        if len(new) > 1:  # one text: encode's own call, with nothing to share
-            self._encoded.update(zip(new, self.encoder.embed(new)))
+        if len(new) < 2:  # one text: encode's own call, with nothing to share
+            new = []
+        else:
+            try:
+                self._encoded.update(zip(new, self.encoder.embed(new)))
+            except Exception as e:  # each ask then encodes its own, and says what fails
+                logger.warning("could not encode %d questions at once (%s); encoding them one by one", len(new), e)
+                new = []
         try:
             yield
         finally:
-            for text in new:
+            for text in new:  # only this call's: another thread's batch may still need its own
                 self._encoded.pop(text, None)
 
     def query_texts(self, question: object, history: Sequence[Message] | None = None) -> list[str]:
@@ -130,7 +136,9 @@ class Bot:
         return self.respond(question, history)[0]
 
     def respond(self, question: str, history: Sequence[Message] | None = None) -> tuple[Answer, dict]:
-        """The answer, and the signals its outcome was decided on (empty when nothing was searched)."""
+        """The answer, and the signals its outcome was decided on (empty when nothing was searched).
+
+        query_texts says what this encodes, for the engine's batches: keep the two in step."""
         turn, text, terms = self.read(question, history)
         declined = lambda reason: Answer(render_refusal(self.suggestions(), reason), [], True, text, about=turn.about)
         if turn.kind == "smalltalk":

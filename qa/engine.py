@@ -129,7 +129,7 @@ def answer_batch(bot: "Bot", jobs: list[tuple[Callable, tuple]]) -> list[tuple[b
                 results.append((True, fn(bot, *args)))
             except Exception as e:  # sent back to its caller; a bug's traceback is logged here, where it happened
                 if not isinstance(e, QAError):
-                    logger.exception("%s failed", fn.__name__)
+                    logger.exception("%s failed", getattr(fn, "__name__", fn))
                 results.append((False, e))
     return results
 
@@ -228,21 +228,26 @@ class Engine:
                     return batch
 
     def _take_and_answer(self) -> None:
+        """A taker thread's life. Whatever goes wrong with a batch, its calls get an answer or an error, and the
+        thread goes on taking: a taker that died would leave its batch's callers waiting for ever."""
         while (batch := self._take()) is not None:
             try:
                 pid, results = self._answer([(fn, args) for fn, args, _ in batch])
-            except BaseException as e:  # the whole batch failed: a broken pool twice, the engine closed
-                for *_, future in batch:
-                    future.set_exception(e)
-            else:
                 with self._changed:
                     self.batches[len(batch)] += 1
-                    for (fn, *_), _ in zip(batch, results):
-                        self.answered[pid][fn.__name__] += 1
+                    for fn, *_ in batch:
+                        self.answered[pid][getattr(fn, "__name__", type(fn).__name__)] += 1
                 for (*_, future), (ok, value) in zip(batch, results):
                     future.set_result(value) if ok else future.set_exception(value)
-            with self._changed:
-                self._idle += 1
+            except BaseException as e:  # the whole batch failed: a broken pool twice, the engine closed
+                if isinstance(e, RuntimeError) and self._closed:  # the pool refused work while shutting down
+                    e = QAError("the app is stopping: no more questions are answered")
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+            finally:
+                with self._changed:
+                    self._idle += 1
 
     def _answer(self, jobs: list[tuple[Callable, tuple]]) -> tuple[int, list[tuple[bool, Any]]]:
         if not self.workers:

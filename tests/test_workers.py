@@ -183,3 +183,33 @@ def _pid(bot) -> int:
     import os
 
     return os.getpid()
+
+
+def test_a_batch_whose_encoding_fails_is_still_answered_and_the_engine_goes_on(seed_bot):
+    """The encoder failing on a batch (out of memory, say) costs the batch its shared call, not its answers;
+    a callable without a __name__ (a partial) is answered and counted; the takers keep taking."""
+    import functools
+
+    from qa.api import ask_json
+    from qa.engine import Engine
+
+    questions = dev_questions()[:12]
+    expected = [seed_bot.ask(q).text for q in questions]
+    embed = seed_bot.encoder.embed
+
+    def no_batches(texts):
+        if len(texts) > 1:
+            raise MemoryError("no room for a batch")
+        return embed(texts)
+
+    engine = Engine(lambda: seed_bot)
+    seed_bot.encoder.embed = no_batches
+    try:
+        futures = [engine.submit(ask_json, q, []) for q in questions]
+        assert [f.result(timeout=120)["text"] for f in futures] == expected
+        assert "179 national member parliaments" in engine.run_now(functools.partial(_ask), QUESTION)
+        assert engine.run_now(_ask, QUESTION) == engine.run_now(_ask, QUESTION)
+    finally:
+        del seed_bot.encoder.embed
+        engine.close()
+    assert seed_bot._encoded == {}
