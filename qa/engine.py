@@ -253,10 +253,28 @@ class Engine:
         if not self.workers:
             # current() runs here: after a rebuild, this thread loads the new index
             return os.getpid(), answer_batch(self.current(), jobs)
+        try:
+            return self._in_pool(jobs)
+        except BrokenProcessPool:  # a worker died (killed, out of memory): new ones were started, ask again
+            if len(jobs) == 1:
+                return self._in_pool(jobs)
+        # one at a time: a call that kills its worker again fails alone, not with its batch-mates
+        pid, results = os.getpid(), []
+        for job in jobs:
+            try:
+                pid, [result] = self._in_pool([job])
+            except BrokenProcessPool as e:
+                result = (False, e)
+            results.append(result)
+        return pid, results
+
+    def _in_pool(self, jobs: list[tuple[Callable, tuple]]) -> tuple[int, list[tuple[bool, Any]]]:
+        """jobs answered in a worker; when the pool breaks under them, new workers are started and the
+        BrokenProcessPool raised."""
         pool = self._pool
         try:
             return pool.submit(_in_worker, jobs).result()
-        except BrokenProcessPool:  # a worker died (killed, out of memory): start new ones, answer these
+        except BrokenProcessPool:
             with self._changed:
                 if self._closed:
                     raise
@@ -264,7 +282,7 @@ class Engine:
                     logger.warning("a worker process died; starting %d new ones", self.workers)
                     self._pool = self._new_pool()
                     pool.shutdown(wait=False, cancel_futures=True)
-            return self._pool.submit(_in_worker, jobs).result()
+            raise
 
     def manifest(self) -> dict:
         """The manifest of the index being served (read from its folder, so it follows rebuilds)."""

@@ -213,3 +213,38 @@ def test_a_batch_whose_encoding_fails_is_still_answered_and_the_engine_goes_on(s
         del seed_bot.encoder.embed
         engine.close()
     assert seed_bot._encoded == {}
+
+
+def test_a_question_that_kills_its_worker_fails_alone_and_its_batch_mates_are_answered(seed_index):
+    import time
+    from concurrent.futures.process import BrokenProcessPool
+
+    from qa.engine import Engine
+
+    engine = Engine(index_dir=seed_index, workers=1)
+    try:
+        engine.run_now(_pid)  # the worker is up
+        busy = engine.submit(_sleep, 1.0)  # the one taker is busy: what follows waits in line, one batch
+        while not busy.running():
+            time.sleep(0.01)
+        batch = [engine.submit(_ask, QUESTION), engine.submit(_die), engine.submit(_ask, QUESTION)]
+        busy.result(timeout=120)
+        assert "179 national member parliaments" in batch[0].result(timeout=300)
+        assert isinstance(batch[1].exception(timeout=300), BrokenProcessPool)
+        assert "179 national member parliaments" in batch[2].result(timeout=300)
+        assert engine.batch_sizes().get("3") == 1
+        assert "179 national member parliaments" in engine.run_now(_ask, QUESTION)  # and the engine goes on
+    finally:
+        engine.close()
+
+
+def _sleep(bot, seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
+
+
+def _die(bot) -> None:
+    import os
+
+    os._exit(1)
