@@ -28,6 +28,7 @@ commit unpacked with `git archive <commit> | tar -x -C DIR`) for a before/after 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -149,63 +150,49 @@ def run_load(url: str, pid: int, expected: Expected, sessions: int, turns: int, 
         for question in convo:
             history = turn(history, question, expected(question, history))
 
+    async def session(ask, n: int) -> None:
+        """Session n's conversations in order; ask(n, question, history) is how it calls /chat."""
+        for convo in session_plan(n, turns):
+            history: list[dict] = []
+            for question in convo:
+                began = time.perf_counter()
+                try:
+                    reply = await ask(n, question, history)
+                except Exception as e:
+                    failed(question, e)
+                    continue
+                record(question, history, began, reply)
+                history = turn(history, question, reply)
+
     if via == "gradio_client":
         with ThreadPoolExecutor(8) as pool:
             clients = list(pool.map(lambda _: client(url), range(sessions)))
-        start = threading.Barrier(sessions)
+        threads = ThreadPoolExecutor(sessions)  # each session's blocking predict on a thread of its own
 
-        def session(n: int) -> None:
-            start.wait()
-            for convo in session_plan(n, turns):
-                history: list[dict] = []
-                for question in convo:
-                    began = time.perf_counter()
-                    try:
-                        reply = clients[n].predict(question, history, api_name="/chat")
-                    except Exception as e:
-                        failed(question, e)
-                        continue
-                    record(question, history, began, reply)
-                    history = turn(history, question, reply)
+        async def sessions_at_once() -> None:
+            loop = asyncio.get_running_loop()
 
-        def drive() -> None:
-            threads = [threading.Thread(target=session, args=(n,)) for n in range(sessions)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            for c in clients:
-                c.close()
+            async def ask(n: int, question: str, history: list[dict]) -> str:
+                return await loop.run_in_executor(threads, lambda: clients[n].predict(question, history, api_name="/chat"))
+
+            await asyncio.gather(*(session(ask, n) for n in range(sessions)))
     else:
-        import asyncio
-
         import httpx
-
-        async def session(http: "httpx.AsyncClient", n: int) -> None:
-            for convo in session_plan(n, turns):
-                history: list[dict] = []
-                for question in convo:
-                    began = time.perf_counter()
-                    try:
-                        reply = await call_chat_async(http, question, history)
-                    except Exception as e:
-                        failed(question, e)
-                        continue
-                    record(question, history, began, reply)
-                    history = turn(history, question, reply)
 
         async def sessions_at_once() -> None:
             limits = httpx.Limits(max_connections=2 * sessions, max_keepalive_connections=2 * sessions)
             async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
-                await asyncio.gather(*(session(http, n) for n in range(sessions)))
-
-        def drive() -> None:
-            asyncio.run(sessions_at_once())
+                ask = lambda n, question, history: call_chat_async(http, question, history)  # noqa: E731
+                await asyncio.gather(*(session(ask, n) for n in range(sessions)))
 
     with cpu_per_request(pid, sessions * turns) as cpu:
         began = time.perf_counter()
-        drive()
+        asyncio.run(sessions_at_once())
         wall = time.perf_counter() - began
+    if via == "gradio_client":
+        threads.shutdown()
+        for c in clients:
+            c.close()
     with urllib.request.urlopen(url + "api/health", timeout=60) as r:
         batches = json.loads(r.read()).get("batches", {})  # of the whole run so far, warm-up included
     return {
@@ -253,7 +240,11 @@ def call_chat(url: str, question: str, history: list[dict]) -> str:
     with urllib.request.urlopen(request, timeout=120) as r:
         event = json.loads(r.read())["event_id"]
     with urllib.request.urlopen(f"{url}gradio_api/call/chat/{event}", timeout=120) as r:
-        stream = r.read().decode("utf-8")
+        return chat_reply(r.read().decode("utf-8"))
+
+
+def chat_reply(stream: str) -> str:
+    """The reply in /chat's event stream; raises on anything but a completed call."""
     if not stream.startswith("event: complete\n"):
         raise RuntimeError(stream[:200])
     [data] = [line[6:] for line in stream.splitlines() if line.startswith("data: ")]
@@ -265,11 +256,7 @@ async def call_chat_async(http, question: str, history: list[dict]) -> str:
     posted = await http.post("gradio_api/call/chat", json={"data": [question, history]})
     posted.raise_for_status()
     streamed = await http.get(f"gradio_api/call/chat/{posted.json()['event_id']}")
-    stream = streamed.text
-    if not stream.startswith("event: complete\n"):
-        raise RuntimeError(stream[:200])
-    [data] = [line[6:] for line in stream.splitlines() if line.startswith("data: ")]
-    return json.loads(data)[0]
+    return chat_reply(streamed.text)
 
 
 def run_memory(url: str, pid: int, expected: Expected, requests: int, workers: int, warmup: int) -> dict:

@@ -129,9 +129,14 @@ def answer_batch(bot: "Bot", jobs: list[tuple[Callable, tuple]]) -> list[tuple[b
                 results.append((True, fn(bot, *args)))
             except Exception as e:  # sent back to its caller; a bug's traceback is logged here, where it happened
                 if not isinstance(e, QAError):
-                    logger.exception("%s failed", getattr(fn, "__name__", fn))
+                    logger.exception("%s failed", _name(fn))
                 results.append((False, e))
     return results
+
+
+def _name(fn: Callable) -> str:
+    """What a call is counted and logged as: its function's name (a partial or a callable object: its type's)."""
+    return getattr(fn, "__name__", type(fn).__name__)
 
 
 def _in_worker(jobs: list[tuple[Callable, tuple]]) -> tuple[int, list[tuple[bool, Any]]]:
@@ -236,7 +241,7 @@ class Engine:
                 with self._changed:
                     self.batches[len(batch)] += 1
                     for fn, *_ in batch:
-                        self.answered[pid][getattr(fn, "__name__", type(fn).__name__)] += 1
+                        self.answered[pid][_name(fn)] += 1
                 for (*_, future), (ok, value) in zip(batch, results):
                     future.set_result(value) if ok else future.set_exception(value)
             except BaseException as e:  # the whole batch failed: a broken pool twice, the engine closed
