@@ -120,7 +120,7 @@ class Bot:
     def query_texts(self, question: object, history: Sequence[Message] | None = None) -> list[str]:
         """The texts ask encodes for this turn: its words and, for a follow-up, the question it leans on."""
         turn, text, terms = self.read(question, history)
-        if turn.kind == "smalltalk" or self._foreign(turn, text, terms):
+        if self._turned_away(turn, text, terms):
             return []
         return [text, turn.context] if turn.context else [text]
 
@@ -141,10 +141,8 @@ class Bot:
         query_texts says what this encodes, for the engine's batches: keep the two in step."""
         turn, text, terms = self.read(question, history)
         declined = lambda reason: Answer(render_refusal(self.suggestions(), reason), [], True, text, about=turn.about)
-        if turn.kind == "smalltalk":
-            return Answer(render_refusal(self.suggestions(), _SMALLTALK), [], True, text), {}
-        if self._foreign(turn, text, terms):
-            return declined(_NO_WORD), {}
+        if reason := self._turned_away(turn, text, terms):
+            return declined(reason), {}
         query = self.query(turn, text, terms)
         candidates = self.candidates(query)[0]
         if not candidates:
@@ -169,13 +167,18 @@ class Bot:
         text = self.retriever.lexicon.correct(turn.query, self.known_words)
         return turn, text, self.sentence_lexicon.terms(text)
 
-    def _foreign(self, turn: Resolved, text: str, terms: list[str]) -> bool:
-        """A question in another script than the documents' (Arabic, Cyrillic, Chinese on an English
-        corpus), none of whose words they contain: the model turns it into noise that lands near some
-        passage. A question of unknown words in the documents' own letters ("Where is the HQ?") is left to
-        the decision, and a follow-up's own words may all be new ("And its budget?")."""
-        return (bool(terms) and not turn.context and not any(map(self.sentence_lexicon.knows, terms))
-                and self.sentence_lexicon.foreign(text))
+    def _turned_away(self, turn: Resolved, text: str, terms: list[str]) -> str | None:
+        """Why a turn is declined before anything is encoded, or None: small talk; or a question in another
+        script than the documents' (Arabic, Cyrillic, Chinese on an English corpus), none of whose words they
+        contain, which the model turns into noise that lands near some passage. A question of unknown words
+        in the documents' own letters ("Where is the HQ?") is left to the decision, and a follow-up's own
+        words may all be new ("And its budget?")."""
+        if turn.kind == "smalltalk":
+            return _SMALLTALK  # declined like the rest: a small-talk turn has no `about`
+        if (terms and not turn.context and not any(map(self.sentence_lexicon.knows, terms))
+                and self.sentence_lexicon.foreign(text)):
+            return _NO_WORD
+        return None
 
     def search(self, question: str, history: Sequence[Message] | None = None):
         """What respond searches for a turn, up to the ranked candidates: (query, candidates, hints, gathered),
